@@ -1,0 +1,52 @@
+/*
+ * cli.h — what the `persistor` command's files share: global options,
+ * exit codes, and the few helpers every command uses.  The CLI uses only
+ * the public API (persistor.h), like any application would.
+ */
+#ifndef PERSISTOR_CLI_H
+#define PERSISTOR_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "persistor/persistor.h"
+
+/* Exit codes, documented in `persistor --help` and the README. */
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_NOT_FOUND 1
+#define CLI_EXIT_USAGE 2   /* bad usage or bad input: nothing was written */
+#define CLI_EXIT_STORAGE 3 /* a store failed or could not be reached */
+
+typedef struct cli_globals {
+    const char *config;  /* --config, or NULL */
+    const char *profile; /* --profile, or NULL */
+} cli_globals;
+
+/* Open the profile named by the globals; prints the error and returns an
+ * exit code when it fails, CLI_EXIT_OK with *out set otherwise. */
+int cli_open(const cli_globals *g, persistor **out);
+
+/* Print "persistor: <message>" for an error and return its exit code. */
+int cli_fail(int32_t rc, const persistor_error *err);
+/* Print "persistor: <formatted>" and "Try 'persistor --help'." → 2. */
+int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The exit code a return code maps to. */
+int cli_exit_code(int32_t rc);
+
+/* If argv[*i] is `name VALUE` or `name=VALUE`, take it: *value is set,
+ * *i moves past it, returns 1; 0 if it is another argument; -1 when the
+ * value is missing (a usage message was printed). */
+int cli_take_value(int argc, char **argv, int *i, const char *name, const char **value);
+
+/* Read a whole file ("-" for stdin) into a NUL-terminated string of at
+ * most `limit` bytes; caller frees.  Prints the error and returns NULL. */
+char *cli_read_input(const char *path, size_t limit);
+
+int cmd_profiles(const cli_globals *g, int argc, char **argv);
+int cmd_health(const cli_globals *g, int argc, char **argv);
+int cmd_stats(const cli_globals *g, int argc, char **argv);
+int cmd_snapshot(const cli_globals *g, int argc, char **argv);
+int cmd_demo(const cli_globals *g, int argc, char **argv);
+
+#endif

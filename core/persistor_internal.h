@@ -1,0 +1,32 @@
+/*
+ * persistor_internal.h — the handle behind persistor.h, shared by the
+ * files of the domain layer (persistor.c, snapshot.c).  Not installed.
+ */
+#ifndef PERSISTOR_CORE_PERSISTOR_INTERNAL_H
+#define PERSISTOR_CORE_PERSISTOR_INTERNAL_H
+
+#include "persistor/persistor.h"
+#include "profile.h"
+#include "router.h"
+
+/* The largest document persistor writes: MongoDB's BSON limit, so a
+ * document any adapter took can always be replayed into MongoDB. */
+#define PERSISTOR_MAX_DOCUMENT_BYTES (16 * 1024 * 1024)
+
+struct persistor {
+    profile *prof;
+    router *router;
+    persistor_collection_spec specs[PROFILE_COLL_COUNT];
+    size_t n_specs;
+    int64_t (*clock_ms)(void *ctx);
+    void *clock_ctx;
+};
+
+/* The collection name the profile gives `kind`. */
+const char *persistor_collection_name(const persistor *p, profile_collection_kind kind);
+
+/* The collection specs (indexes, TTL) of the snapshot domain, named and
+ * timed from the profile, into specs[]; returns how many. */
+size_t snapshot_collection_specs(const profile *prof, persistor_collection_spec *specs);
+
+#endif

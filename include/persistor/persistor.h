@@ -1,0 +1,289 @@
+/*
+ * persistor/persistor.h — the application API.
+ *
+ * Open a handle on an environment profile (conf/profiles.yaml), then
+ * append and read kernel snapshots through it.  The profile decides which
+ * storage adapters answer; nothing here depends on which one did.
+ *
+ * Conventions, for every function below:
+ *   - Return codes are those of adapter.h: PERSISTOR_OK and the other
+ *     answers (>= 0), or an error (< 0) with `err` filled when err != NULL.
+ *   - Strings passed in are borrowed for the call.
+ *   - What a function returns through an out-pointer belongs to the caller,
+ *     who frees it with the *_free function named in its comment; "borrowed"
+ *     results are valid only until the call named in the comment.
+ *   - One persistor handle may be used from many threads at once.  Iterators
+ *     and results are not shared objects: use each from one thread at a time.
+ */
+#ifndef PERSISTOR_PERSISTOR_H
+#define PERSISTOR_PERSISTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <persistor/adapter.h> /* return codes and persistor_error */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PERSISTOR_API __attribute__((visibility("default")))
+
+/** Length of a snapshot hash in hex, without the NUL. */
+#define PERSISTOR_HASH_HEX_LEN 64
+
+/** The library's version, e.g. "0.1.0".  Static storage. */
+PERSISTOR_API const char *persistor_version(void);
+
+/* ------------------------------------------------------------------------
+ * Opening a profile
+ * --------------------------------------------------------------------- */
+
+typedef struct persistor persistor;
+
+/** Options for persistor_open.  Zero-initialise, then set struct_size. */
+typedef struct persistor_open_options {
+    uint32_t struct_size; /* sizeof(persistor_open_options) */
+    /**
+     * The profiles file.  NULL: $PERSISTOR_CONFIG, else ./conf/profiles.yaml,
+     * else /etc/persistor/profiles.yaml (the first that exists).
+     */
+    const char *config_path;
+    /** The profile.  NULL: $PERSISTOR_PROFILE, else "development". */
+    const char *profile;
+    /**
+     * The clock for timestamps and TTL, in ms since the epoch.  NULL: the
+     * real clock.  Tests pass their own to move time.
+     */
+    int64_t (*clock_ms)(void *ctx);
+    void *clock_ctx;
+} persistor_open_options;
+
+/**
+ * Open the profile: parse and check the file, load the adapters of its
+ * chain, open them and make sure every collection and index exists.
+ *
+ * `opts` may be NULL (all defaults).  On OK, *out is a handle to free with
+ * persistor_close.  Errors: E_CONFIG (file:line:column of a bad profile, a
+ * plugin that will not load, a bad adapter option), NOT_FOUND (no such
+ * profile, or no profiles file), E_ABI, E_UNAVAILABLE (a store that does not
+ * answer), E_NOMEM.  Nothing is written before every check has passed.
+ */
+PERSISTOR_API int32_t persistor_open(const persistor_open_options *opts, persistor **out,
+                                     persistor_error *err);
+
+/** Close the handle and every adapter.  NULL is allowed. */
+PERSISTOR_API void persistor_close(persistor *p);
+
+/** One profile of a profiles file, as `persistor profiles` shows it. */
+typedef struct persistor_profile_info {
+    char *name;
+    char *description; /* "" when the profile has none */
+    char *chain;       /* the adapter chain, e.g. "mongodb -> lmdb" */
+} persistor_profile_info;
+
+typedef struct persistor_profile_list {
+    char *config_path; /* the file that was read */
+    persistor_profile_info *items;
+    size_t count;
+} persistor_profile_list;
+
+/**
+ * Read and check a profiles file (config_path as for persistor_open) and
+ * list its profiles in file order, without loading any adapter.  Free with
+ * persistor_profile_list_free.  E_CONFIG with file:line:column, NOT_FOUND.
+ */
+PERSISTOR_API int32_t persistor_profiles(const char *config_path, persistor_profile_list *out,
+                                         persistor_error *err);
+PERSISTOR_API void persistor_profile_list_free(persistor_profile_list *list);
+
+/** The profile's name and file.  Borrowed until persistor_close. */
+PERSISTOR_API const char *persistor_profile_name(const persistor *p);
+PERSISTOR_API const char *persistor_config_path(const persistor *p);
+
+/* ------------------------------------------------------------------------
+ * Snapshots
+ * --------------------------------------------------------------------- */
+
+/** ts_ms of a snapshot stamped with the current time (so a zeroed input
+ *  means "now"; a kernel's real timestamps are never the epoch itself). */
+#define PERSISTOR_TS_NOW 0
+
+/**
+ * A snapshot to append.
+ *
+ * The content is a document (the kernel's `state`, `events`, `metadata`,
+ * or any fields of its own) given either as BSON bytes or as JSON text.
+ * Its fields are stored at the top level of the snapshot document beside
+ * the ones persistor sets: `_id`, `tenantId`, `xcId`, `ts`, `createdAt`
+ * (content that sets one of these is E_INVALID).
+ */
+typedef struct persistor_snapshot_input {
+    uint32_t struct_size; /* sizeof(persistor_snapshot_input) */
+    const char *tenant_id; /* NULL: "default" */
+    const char *xc_id;     /* the execution context; required, non-empty */
+    int64_t ts_ms;         /* ms since the epoch; PERSISTOR_TS_NOW (0): now */
+    /**
+     * The id.  NULL: persistor computes SHA-256 hex over tenant, xc_id,
+     * ts and the content's BSON bytes (docs/ABI.md gives the exact input),
+     * so appending the same snapshot twice stores it once.
+     */
+    const char *hash;
+    const uint8_t *content_bson; /* a BSON document, or NULL */
+    uint32_t content_bson_len;
+    const char *content_json; /* used when content_bson is NULL; NULL: {} */
+    /** What to call the JSON in error messages ("snap.json"); NULL: "content". */
+    const char *content_json_source;
+} persistor_snapshot_input;
+
+/**
+ * Append one snapshot if no snapshot has its hash (insert-if-absent).
+ *
+ * Returns OK when stored, EXISTS when a snapshot with this hash was already
+ * stored (nothing changed: retrying an append is safe).  `hash_out`, when
+ * not NULL, receives the hash (PERSISTOR_HASH_HEX_LEN + 1 bytes).
+ * Errors: E_INVALID (missing xc_id, bad JSON with line and column, reserved
+ * field in the content, oversize document), storage errors.
+ */
+PERSISTOR_API int32_t persistor_snapshot_append(persistor *p, const persistor_snapshot_input *in,
+                                                char *hash_out, persistor_error *err);
+
+/**
+ * Append `n` snapshots in one batched write.  results[i] gets OK or EXISTS
+ * for each (or the error code when the batch failed); hashes_out, when not
+ * NULL, is an array of n buffers of PERSISTOR_HASH_HEX_LEN + 1 bytes.
+ * Returns OK when every snapshot got an answer.  Input is checked whole
+ * before anything is written: one invalid snapshot writes none.
+ */
+PERSISTOR_API int32_t persistor_snapshot_append_many(persistor *p,
+                                                     const persistor_snapshot_input *in, size_t n,
+                                                     char (*hashes_out)[PERSISTOR_HASH_HEX_LEN + 1],
+                                                     int32_t *results, persistor_error *err);
+
+/** OK if a snapshot with this hash is stored, NOT_FOUND if not. */
+PERSISTOR_API int32_t persistor_snapshot_has(persistor *p, const char *hash,
+                                             persistor_error *err);
+
+/** A stored snapshot.  Fields are read-only; free with persistor_snapshot_free. */
+typedef struct persistor_snapshot {
+    char hash[PERSISTOR_HASH_HEX_LEN + 1];
+    const char *tenant_id;
+    const char *xc_id;
+    int64_t ts_ms;
+    int64_t created_at_ms;
+    const uint8_t *bson; /* the whole stored document */
+    uint32_t bson_len;
+} persistor_snapshot;
+
+/** The snapshot as one line of relaxed Extended JSON; free with persistor_free. */
+PERSISTOR_API char *persistor_snapshot_to_json(const persistor_snapshot *s);
+PERSISTOR_API void persistor_snapshot_free(persistor_snapshot *s);
+/** Free a string returned by this API. */
+PERSISTOR_API void persistor_free(void *ptr);
+
+/** Fetch by hash: OK with *out (free with persistor_snapshot_free), or NOT_FOUND. */
+PERSISTOR_API int32_t persistor_snapshot_get(persistor *p, const char *hash,
+                                             persistor_snapshot **out, persistor_error *err);
+
+/** An iterator over one execution context's snapshots. */
+typedef struct persistor_snapshot_iter persistor_snapshot_iter;
+
+/**
+ * Load every snapshot of `xc_id`, ordered by ts, then hash.  On OK, *out
+ * is an iterator to free with persistor_snapshot_iter_free (an unknown
+ * context gives an empty iterator, not NOT_FOUND).
+ */
+PERSISTOR_API int32_t persistor_snapshot_load(persistor *p, const char *xc_id,
+                                              persistor_snapshot_iter **out,
+                                              persistor_error *err);
+
+/**
+ * The next snapshot: OK with *snap borrowed until the next call on the
+ * iterator, ITER_END at the end (and after), or a storage error.
+ */
+PERSISTOR_API int32_t persistor_snapshot_iter_next(persistor_snapshot_iter *it,
+                                                   const persistor_snapshot **snap,
+                                                   persistor_error *err);
+PERSISTOR_API void persistor_snapshot_iter_free(persistor_snapshot_iter *it);
+
+/** A list of strings; free with persistor_string_list_free. */
+typedef struct persistor_string_list {
+    char **items;
+    size_t count;
+} persistor_string_list;
+PERSISTOR_API void persistor_string_list_free(persistor_string_list *list);
+
+/** The hashes of `xc_id`'s snapshots in load order, into *out (caller frees). */
+PERSISTOR_API int32_t persistor_snapshot_list_hashes(persistor *p, const char *xc_id,
+                                                     persistor_string_list *out,
+                                                     persistor_error *err);
+
+/** The newest snapshot of `xc_id` (greatest ts, then hash): OK or NOT_FOUND. */
+PERSISTOR_API int32_t persistor_snapshot_latest(persistor *p, const char *xc_id,
+                                                persistor_snapshot **out, persistor_error *err);
+
+/** Delete one snapshot: OK, or NOT_FOUND if no snapshot has this hash. */
+PERSISTOR_API int32_t persistor_snapshot_delete(persistor *p, const char *hash,
+                                                persistor_error *err);
+
+/** Delete every snapshot of `xc_id`; *deleted (may be NULL) gets the count. */
+PERSISTOR_API int32_t persistor_snapshot_delete_context(persistor *p, const char *xc_id,
+                                                        uint64_t *deleted, persistor_error *err);
+
+/**
+ * Remove expired snapshots now (the TTL of the profile's snapshots
+ * collection, on createdAt), instead of waiting for the lazy sweep that
+ * runs at most once a second of the handle's clock.  Adapters with native
+ * TTL expire on their own schedule.  *removed may be NULL.
+ */
+PERSISTOR_API int32_t persistor_snapshot_expire(persistor *p, uint64_t *removed,
+                                                persistor_error *err);
+
+/* ------------------------------------------------------------------------
+ * Stats and health
+ * --------------------------------------------------------------------- */
+
+/** The seed's getStats(), for the snapshots collection. */
+typedef struct persistor_stats {
+    uint64_t item_count;
+    uint64_t total_size;       /* bytes */
+    double average_item_size;  /* total_size / item_count, 0 when empty */
+    char adapter_type[64];     /* the adapter that answered, e.g. "memory" */
+} persistor_stats;
+
+PERSISTOR_API int32_t persistor_stats_get(persistor *p, persistor_stats *out,
+                                          persistor_error *err);
+
+/** One adapter of the chain, as seen by a ping. */
+typedef struct persistor_adapter_health {
+    char label[64];      /* "memory#0": type and position in the chain */
+    char type[32];
+    char version[32];    /* the adapter's own version */
+    int32_t status;      /* OK, or the ping's error code */
+    uint64_t latency_us; /* of the ping */
+    uint64_t capabilities;
+    char message[256];   /* the ping's error, or "" */
+} persistor_adapter_health;
+
+typedef struct persistor_health {
+    size_t count;
+    persistor_adapter_health *adapters; /* in chain order */
+} persistor_health;
+
+/**
+ * Ping every adapter of the chain.  Returns OK when the report was made
+ * (each adapter's own status is in the report); free with
+ * persistor_health_free.
+ */
+PERSISTOR_API int32_t persistor_health_check(persistor *p, persistor_health *out,
+                                             persistor_error *err);
+PERSISTOR_API void persistor_health_free(persistor_health *health);
+
+/** "OK", "NOT_FOUND", "E_RETRY"...: the name of a return code. */
+PERSISTOR_API const char *persistor_rc_name(int32_t rc);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PERSISTOR_PERSISTOR_H */
