@@ -14,7 +14,8 @@
 /* Fill err (may be NULL) with code and a formatted message; returns code. */
 int32_t error_set(persistor_error *err, int32_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-int32_t error_setv(persistor_error *err, int32_t code, const char *fmt, va_list ap);
+int32_t error_setv(persistor_error *err, int32_t code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /* Put `fmt...` in front of err's message ("loading x: <old message>"). */
 void error_prefix(persistor_error *err, const char *fmt, ...)

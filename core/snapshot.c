@@ -191,37 +191,40 @@ int32_t persistor_snapshot_append_many(persistor *p, const persistor_snapshot_in
     if (n > UINT32_MAX)
         return error_set(err, PERSISTOR_E_INVALID, "a batch holds at most %u snapshots",
                          UINT32_MAX);
-    bson_t *docs = calloc(n, sizeof *docs);
+    /* bson_t wants 128-byte alignment: bson_new() gives it, calloc not. */
+    bson_t **docs = calloc(n, sizeof *docs);
     char (*ids)[SNAPSHOT_MAX_ID_LEN + 1] = calloc(n, sizeof *ids);
     persistor_write_op *ops = calloc(n, sizeof *ops);
     int32_t *own_results = results != NULL ? NULL : calloc(n, sizeof *own_results);
     int32_t rc = PERSISTOR_OK;
-    size_t built = 0;
+    size_t built;
     if (docs == NULL || ids == NULL || ops == NULL || (results == NULL && own_results == NULL)) {
         rc = error_set(err, PERSISTOR_E_NOMEM, "out of memory appending %zu snapshots", n);
         goto done;
     }
-    for (; built < n; built++) {
-        bson_init(&docs[built]);
-        rc = snapshot_build(p, &in[built], &docs[built], ids[built], err);
+    for (built = 0; built < n; built++) {
+        if ((docs[built] = bson_new()) == NULL) {
+            rc = error_set(err, PERSISTOR_E_NOMEM, "out of memory appending %zu snapshots", n);
+            goto done;
+        }
+        rc = snapshot_build(p, &in[built], docs[built], ids[built], err);
         if (rc != PERSISTOR_OK) {
             if (n > 1)
                 error_prefix(err, "snapshot %zu of %zu", built + 1, n);
-            built++;
             goto done;
         }
         ops[built] = (persistor_write_op){.kind = PERSISTOR_WRITE_INSERT_IF_ABSENT,
                                           .id = ids[built],
-                                          .doc = bson_get_data(&docs[built]),
-                                          .doc_len = docs[built].len};
+                                          .doc = bson_get_data(docs[built]),
+                                          .doc_len = docs[built]->len};
     }
     rc = router_write(p->router, snapshot_collection(p), ops, (uint32_t)n,
                       results != NULL ? results : own_results, err);
     for (size_t i = 0; hashes_out != NULL && i < n; i++)
         snprintf(hashes_out[i], PERSISTOR_HASH_HEX_LEN + 1, "%s", ids[i]);
 done:
-    for (size_t i = 0; i < built; i++)
-        bson_destroy(&docs[i]);
+    for (size_t i = 0; docs != NULL && i < n; i++)
+        bson_destroy(docs[i]); /* NULL-safe */
     free(docs);
     free(ids);
     free(ops);

@@ -162,7 +162,7 @@ typedef struct persistor_sorter persistor_sorter;
 /** One key of an index: a dotted field path and its direction. */
 typedef struct persistor_index_key {
     const char *field; /* dotted path, e.g. "sla_status.violations_count" */
-    int32_t direction; /* 1 ascending, -1 descending */
+    int32_t direction; /* 1 ascending, -1 descending (the host sends no other) */
 } persistor_index_key;
 
 /** Index flags. */
@@ -373,9 +373,12 @@ typedef struct persistor_host {
      * Write the key of `index` for `doc` into `out` (replacing its
      * content): bytes whose memcmp order is MongoDB's order of the indexed
      * values (descending keys inverted), and which are equal exactly when
-     * the values compare equal.  Missing fields index as null.  Use it for
-     * unique checks and for ordered secondary indexes.  OK, E_INVALID for
-     * a malformed document, E_NOMEM.
+     * the values compare equal.  Missing fields index as null.  There is no
+     * multikey indexing: an array is one value, and a path through an array
+     * of documents indexes as null.  Use it for unique checks and ordered
+     * secondary indexes; the encoding is stable within ABI major 1, so an
+     * adapter may store it.  OK, E_INVALID for a malformed document or one
+     * nested 100 levels deep or more, E_NOMEM.
      */
     int32_t (*index_key)(const persistor_index_spec *index, const uint8_t *doc, uint32_t len,
                          persistor_buffer *out);
