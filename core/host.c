@@ -85,6 +85,7 @@ static void host_fill(host_impl *impl, const char *label, host_clock_fn clock, v
     t->error_set = error_set;
     t->buffer_set = buffer_set;
     t->buffer_append = buffer_append;
+    t->buffer_free = buffer_free;
     t->config_string = config_string;
     t->config_int = config_int;
     t->config_bool = config_bool;

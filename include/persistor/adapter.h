@@ -225,7 +225,7 @@ typedef struct persistor_query {
 
 /** What stats() reports for one collection. */
 typedef struct persistor_collection_stats {
-    uint32_t struct_size;
+    uint32_t struct_size; /* set by the host */
     uint64_t item_count;
     uint64_t total_size; /* bytes of BSON stored, documents only */
 } persistor_collection_stats;
@@ -315,6 +315,12 @@ typedef struct persistor_host {
     int32_t (*buffer_set)(persistor_buffer *buf, const void *data, uint32_t len);
     /** Append to the buffer's content.  OK or E_NOMEM. */
     int32_t (*buffer_append)(persistor_buffer *buf, const void *data, uint32_t len);
+    /**
+     * Release the memory of a buffer the adapter zero-initialised itself
+     * (e.g. scratch space for index_key) and make it empty again.  Never
+     * call it on a buffer the host passed in.
+     */
+    void (*buffer_free)(persistor_buffer *buf);
 
     /* -- configuration --------------------------------------------- */
 
@@ -360,8 +366,8 @@ typedef struct persistor_host {
     /**
      * Compile a sort document ({field: 1|-1, ...}).  OK or E_INVALID.
      * sorter_compare orders two documents the way MongoDB would (arrays by
-     * their least element ascending, greatest descending; missing fields
-     * as null), returning <0, 0 or >0.
+     * their least element ascending, greatest descending, an empty array
+     * before null; missing fields as null), returning <0, 0 or >0.
      */
     int32_t (*sorter_new)(const uint8_t *sort, uint32_t len, persistor_sorter **out,
                           persistor_error *err);
@@ -480,9 +486,10 @@ typedef struct persistor_adapter {
      *
      * For each op i, results[i] receives OK, EXISTS (INSERT_IF_ABSENT on a
      * taken id, or any write that would break a unique index) or NOT_FOUND
-     * (DELETE of an absent id).  The ops of one batch are independent: one
-     * EXISTS does not stop the others.  Adapters that can (sqlite, lmdb)
-     * apply the batch as one transaction.
+     * (DELETE of an absent id).  Ops apply in order and each sees the ones
+     * before it (insert a, insert a: OK, EXISTS); one EXISTS does not stop
+     * the others.  Adapters that can (sqlite, lmdb) apply the batch as one
+     * transaction.
      *
      * The return value is OK when every op got an answer.  On an error the
      * adapter returns its code and sets results[i] to that same code for
@@ -502,7 +509,10 @@ typedef struct persistor_adapter {
     /**
      * REQUIRED.  Start a query.  On OK, *out is a cursor the host drains
      * with cursor_next and always releases with cursor_close.  E_INVALID
-     * for a filter or sort the query language refuses.
+     * for a filter or sort the query language refuses: an adapter that runs
+     * queries natively still compiles them with host->matcher_new and
+     * host->sorter_new first, so every adapter refuses the same queries.
+     * Writes made while a cursor is open may or may not be seen by it.
      */
     int32_t (*query)(persistor_instance *inst, const char *collection, const persistor_query *q,
                      persistor_cursor **out, persistor_error *err);
@@ -530,7 +540,10 @@ typedef struct persistor_adapter {
     int32_t (*expire)(persistor_instance *inst, const char *collection, int64_t cutoff_ms,
                       uint64_t *removed, persistor_error *err);
 
-    /** OPTIONAL.  Item count and stored bytes of one collection. */
+    /**
+     * OPTIONAL.  Item count and stored bytes of one collection.  The host
+     * sets out->struct_size; the adapter fills the fields that fit in it.
+     */
     int32_t (*stats)(persistor_instance *inst, const char *collection,
                      persistor_collection_stats *out, persistor_error *err);
 } persistor_adapter;

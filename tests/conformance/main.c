@@ -1,0 +1,41 @@
+/*
+ * main.c — persistor-conformance: run the whole contract of adapter.h
+ * against any adapter shared object.
+ *
+ *     persistor-conformance [-t TYPE] [-o KEY=VALUE]... [-f PATTERN] ADAPTER.so
+ *
+ * Every adapter we ship must pass it unchanged; a third-party author runs
+ * it on theirs.  Exit status: 0 when every case passed (skips included).
+ */
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int main(int argc, char **argv)
+{
+    const char *filter;
+    struct CMUnitTest *query = NULL;
+    int rc = conf_parse_args(argc, argv, &filter);
+    if (rc != 0)
+        return rc;
+    size_t n_query = conf_query_tests(&query);
+    size_t n = conf_n_crud_tests + conf_n_data_tests + n_query;
+    struct CMUnitTest *all = calloc(n, sizeof *all);
+    if (all == NULL || query == NULL) {
+        fprintf(stderr, "persistor-conformance: out of memory\n");
+        return 1;
+    }
+    memcpy(all, conf_crud_tests, conf_n_crud_tests * sizeof *all);
+    memcpy(all + conf_n_crud_tests, conf_data_tests, conf_n_data_tests * sizeof *all);
+    memcpy(all + conf_n_crud_tests + conf_n_data_tests, query, n_query * sizeof *all);
+    if (filter != NULL)
+        cmocka_set_test_filter(filter);
+    char group[256];
+    snprintf(group, sizeof group, "conformance of %s", conf_adapter_type());
+    rc = _cmocka_run_group_tests(group, all, n, NULL, NULL);
+    free(all);
+    free(query);
+    return rc;
+}
