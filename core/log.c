@@ -9,6 +9,7 @@
 #include "log.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -70,6 +71,8 @@ static const char *log_level_name(int32_t level)
     }
 }
 
+static bool log_redact_whole(const char *in, char *out, size_t cap);
+
 /* A field is built whole in `field` and added only if it fits, so a full
  * line drops fields instead of cutting one in the middle of an escape. */
 typedef struct log_field {
@@ -88,29 +91,57 @@ static void field_raw(log_field *f, const char *text, size_t n)
     f->len += n;
 }
 
-static void field_escaped(log_field *f, const char *s)
+/* Bytes in the UTF-8 sequence starting at `s`: 1 for ASCII and for bytes
+ * that start no sequence (passed through as they are), 0 when the string
+ * ends inside the sequence (a value cut short). */
+static size_t utf8_sequence_len(const char *s)
+{
+    unsigned char c = (unsigned char)*s;
+    size_t n = c < 0xc0 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : c < 0xf8 ? 4 : 1;
+    for (size_t i = 1; i < n; i++) {
+        if (s[i] == '\0')
+            return 0;
+        if (((unsigned char)s[i] & 0xc0) != 0x80)
+            return 1;
+    }
+    return n;
+}
+
+/* Escape `s` into the field one whole character or escape at a time,
+ * leaving `keep` bytes free for what must follow, so a cut never lands
+ * inside "\u001f" or a UTF-8 sequence.  False when it had to stop early. */
+static bool field_escaped(log_field *f, const char *s, size_t keep)
 {
     char esc[8];
-    for (; *s != '\0'; s++) {
+    while (*s != '\0') {
         unsigned char c = (unsigned char)*s;
+        const char *unit = s;
+        size_t in = 1, out;
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
-            field_raw(f, esc, 2);
+            unit = esc;
+            out = 2;
         } else if (c < 0x20) {
             snprintf(esc, sizeof esc, "\\u%04x", c);
-            field_raw(f, esc, 6);
-        } else {
-            field_raw(f, (const char *)&c, 1);
+            unit = esc;
+            out = 6;
+        } else if ((in = out = utf8_sequence_len(s)) == 0) {
+            return false;
         }
+        if (f->len + out + keep > sizeof f->text)
+            return false;
+        field_raw(f, unit, out);
+        s += in;
     }
+    return true;
 }
 
 static void field_key(log_field *f, const char *key)
 {
     f->len = 0;
     field_raw(f, ",\"", 2);
-    field_escaped(f, key);
+    field_escaped(f, key, 2);
     field_raw(f, "\":", 2);
 }
 
@@ -152,13 +183,13 @@ void log_str(log_line *line, const char *key, const char *value)
     if (value == NULL) {
         field_raw(&f, "null", 4);
     } else {
-        log_redact(value, clean, sizeof clean);
+        bool whole = log_redact_whole(value, clean, sizeof clean);
         field_raw(&f, "\"", 1);
-        field_escaped(&f, clean);
-        /* Always close the string, even when the value was cut. */
-        if (f.len == sizeof f.text)
-            f.len--;
+        /* One byte kept for the closing quote, even when the value is cut. */
+        whole = field_escaped(&f, clean, 1) && whole;
         field_raw(&f, "\"", 1);
+        if (!whole)
+            line->truncated = true;
     }
     line_add(line, &f);
 }
@@ -181,6 +212,10 @@ void log_int(log_line *line, const char *key, int64_t value)
 void log_double(log_line *line, const char *key, double value)
 {
     char text[64];
+    if (!isfinite(value)) { /* JSON has no NaN or Infinity */
+        log_number(line, key, "null");
+        return;
+    }
     snprintf(text, sizeof text, "%.3f", value);
     log_number(line, key, text);
 }
@@ -219,7 +254,8 @@ static bool log_secret_key_at(const char *p, const char *begin, size_t *key_len)
 {
     static const char *const secret_keys[] = {"password=", "pwd=", "secret=", "token=",
                                               "passwd=", NULL};
-    if (p != begin && (isalnum((unsigned char)p[-1]) || p[-1] == '_'))
+    /* "access_token=", "DB_PASSWORD=": a word joined by '_' is still the key. */
+    if (p != begin && isalnum((unsigned char)p[-1]))
         return false;
     for (size_t i = 0; secret_keys[i] != NULL; i++) {
         size_t n = strlen(secret_keys[i]);
@@ -231,12 +267,13 @@ static bool log_secret_key_at(const char *p, const char *begin, size_t *key_len)
     return false;
 }
 
-void log_redact(const char *in, char *out, size_t cap)
+/* log_redact; false when `out` was too small for all of `in`. */
+static bool log_redact_whole(const char *in, char *out, size_t cap)
 {
     size_t o = 0;
     const char *p = in;
     if (cap == 0)
-        return;
+        return *in == '\0';
     while (*p != '\0' && o + 1 < cap) {
         size_t key_len;
         /* scheme://user:password@host -> scheme://user:***@host */
@@ -262,4 +299,10 @@ void log_redact(const char *in, char *out, size_t cap)
         out[o++] = *p++;
     }
     out[o] = '\0';
+    return *p == '\0';
+}
+
+void log_redact(const char *in, char *out, size_t cap)
+{
+    (void)log_redact_whole(in, out, cap);
 }

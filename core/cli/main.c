@@ -116,6 +116,7 @@ int cli_take_value(int argc, char **argv, int *i, const char *name, const char *
 char *cli_read_input(const char *path, size_t limit)
 {
     bool is_stdin = strcmp(path, "-") == 0;
+    const char *name = is_stdin ? "stdin" : path; /* as JSON errors name it */
     FILE *f = is_stdin ? stdin : fopen(path, "rb");
     if (f == NULL) {
         fprintf(stderr, "persistor: %s: %s\n", path, strerror(errno));
@@ -127,8 +128,7 @@ char *cli_read_input(const char *path, size_t limit)
         if (len + 1 >= cap) {
             char *grown = cap <= limit ? realloc(text, cap * 2) : NULL;
             if (grown == NULL) {
-                fprintf(stderr, "persistor: %s: input larger than %zu bytes\n",
-                        is_stdin ? "stdin" : path, limit);
+                fprintf(stderr, "persistor: %s: input larger than %zu bytes\n", name, limit);
                 free(text);
                 text = NULL;
                 break;
@@ -142,12 +142,12 @@ char *cli_read_input(const char *path, size_t limit)
             break;
     }
     if (text != NULL && ferror(f)) {
-        fprintf(stderr, "persistor: %s: read error\n", path);
+        fprintf(stderr, "persistor: %s: read error\n", name);
         free(text);
         text = NULL;
     }
     if (text != NULL && len > limit) {
-        fprintf(stderr, "persistor: %s: input larger than %zu bytes\n", path, limit);
+        fprintf(stderr, "persistor: %s: input larger than %zu bytes\n", name, limit);
         free(text);
         text = NULL;
     }
