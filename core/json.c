@@ -1,11 +1,13 @@
 /*
- * json.c — strict JSON (RFC 8259) text straight into a bson_t, and back.
+ * json.c — strict JSON (RFC 8259) text straight into a bson_t.
  *
  * A hand-written recursive-descent parser rather than libbson's
  * bson_new_from_json, because we need what that one does not give:
  * "source:line:column" errors a person can act on, duplicate keys refused,
  * a fixed depth limit, and exactly the relaxed Extended JSON wrappers
- * persistor prints (see json.h) and no others.
+ * persistor prints (see json.h) and no others.  What a wrapper stands
+ * for is json_ext.c's, and so is printing BSON back as JSON; this file
+ * finds wrapper objects and places their values and errors.
  *
  * Shape of the parser:
  *   - values are appended to their parent document as soon as they are
@@ -37,6 +39,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "json_ext.h"
 
 #define JSON_MAX_DEPTH 100
 
@@ -94,7 +97,7 @@ typedef struct json_seen {
     uint32_t object;
 } json_seen;
 
-typedef struct json_parser {
+struct json_parser {
     const char *text;
     size_t len;
     size_t pos;
@@ -106,7 +109,7 @@ typedef struct json_parser {
     size_t seen_cap;
     size_t seen_used;
     uint32_t next_object; /* serial of the last object opened */
-} json_parser;
+};
 
 /* A key inside p->keys. */
 typedef struct json_key {
@@ -450,7 +453,8 @@ static int32_t parse_string_value(json_parser *p, bson_t *parent, json_key key)
 }
 
 /* ------------------------------------------------------------------------
- * Numbers
+ * Numbers.  The grammar and the conversions are shared with json_ext.c,
+ * which reads the numbers inside "$numberLong" and friends with them.
  * --------------------------------------------------------------------- */
 
 static bool is_digit(const char *s, size_t n, size_t i)
@@ -458,10 +462,7 @@ static bool is_digit(const char *s, size_t n, size_t i)
     return i < n && s[i] >= '0' && s[i] <= '9';
 }
 
-/* Scan the RFC 8259 number grammar  -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
- * at s[0..n).  Returns the length of the number; on a grammar error sets
- * *what and returns the offset of the offending byte instead. */
-static size_t number_scan(const char *s, size_t n, bool *integral, const char **what)
+size_t json_number_scan(const char *s, size_t n, bool *integral, const char **what)
 {
     size_t i = 0;
 
@@ -503,8 +504,7 @@ static size_t number_scan(const char *s, size_t n, bool *integral, const char **
     return i;
 }
 
-/* s is a valid integer by number_scan; false if it does not fit int64. */
-static bool integer_value(const char *s, size_t n, int64_t *out)
+bool json_integer_value(const char *s, size_t n, int64_t *out)
 {
     bool negative = s[0] == '-';
     uint64_t limit = negative ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
@@ -523,10 +523,9 @@ static bool integer_value(const char *s, size_t n, int64_t *out)
     return true;
 }
 
-/* s is a valid number by number_scan; false if it overflows a double.
- * strtod follows LC_NUMERIC, so the '.' is swapped for the locale's own
+/* strtod follows LC_NUMERIC, so the '.' is swapped for the locale's own
  * decimal point: the grammar was checked above, strtod only converts. */
-static bool double_value(json_parser *p, const char *s, size_t n, double *out)
+bool json_double_value(json_parser *p, const char *s, size_t n, double *out)
 {
     const char *point = localeconv()->decimal_point;
 
@@ -555,12 +554,12 @@ static int32_t append_number(json_parser *p, bson_t *parent, json_key key, size_
     double d;
     bool ok;
 
-    if (integral && integer_value(s, n, &i64)) {
+    if (integral && json_integer_value(s, n, &i64)) {
         if (i64 >= INT32_MIN && i64 <= INT32_MAX)
             ok = bson_append_int32(parent, k, (int)key.len, (int32_t)i64);
         else
             ok = bson_append_int64(parent, k, (int)key.len, i64);
-    } else if (double_value(p, s, n, &d)) {
+    } else if (json_double_value(p, s, n, &d)) {
         ok = bson_append_double(parent, k, (int)key.len, d);
     } else {
         char q[JSON_QUOTE_MAX * 4 + 4];
@@ -575,7 +574,7 @@ static int32_t parse_number(json_parser *p, bson_t *parent, json_key key)
     size_t at = p->pos;
     bool integral;
     const char *what;
-    size_t n = number_scan(p->text + at, p->len - at, &integral, &what);
+    size_t n = json_number_scan(p->text + at, p->len - at, &integral, &what);
 
     if (what != NULL)
         return json_fail(p, at + n, "%s", what);
@@ -615,266 +614,22 @@ static int32_t parse_literal(json_parser *p, bson_t *parent, json_key key)
 }
 
 /* ------------------------------------------------------------------------
- * Extended JSON wrappers
+ * Extended JSON wrappers: what one stands for is json_ext.c's; where its
+ * value goes, and where an error is reported, is the parser's.
  * --------------------------------------------------------------------- */
 
-typedef enum json_wrapper {
-    WRAP_NONE,
-    WRAP_DATE,
-    WRAP_LONG,
-    WRAP_DOUBLE,
-    WRAP_INT,
-} json_wrapper;
-
-static json_wrapper wrapper_kind(const char *key, size_t len)
-{
-    static const struct {
-        const char *name;
-        json_wrapper kind;
-    } names[] = {
-        {"$date", WRAP_DATE},
-        {"$numberLong", WRAP_LONG},
-        {"$numberDouble", WRAP_DOUBLE},
-        {"$numberInt", WRAP_INT},
-    };
-
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strlen(names[i].name) == len && memcmp(names[i].name, key, len) == 0)
-            return names[i].kind;
-    return WRAP_NONE;
-}
-
-/* The whole string is a JSON integer (no sign but '-', no leading zero). */
-static bool string_integer(const char *s, size_t n, int64_t *out)
-{
-    bool integral;
-    const char *what;
-
-    return n > 0 && number_scan(s, n, &integral, &what) == n && what == NULL && integral &&
-           integer_value(s, n, out);
-}
-
-static bool string_double(json_parser *p, const char *s, size_t n, double *out)
-{
-    bool integral;
-    const char *what;
-
-    if (n == 8 && memcmp(s, "Infinity", 8) == 0)
-        *out = INFINITY;
-    else if (n == 9 && memcmp(s, "-Infinity", 9) == 0)
-        *out = -INFINITY;
-    else if (n == 3 && memcmp(s, "NaN", 3) == 0)
-        *out = NAN;
-    else if (n == 0 || number_scan(s, n, &integral, &what) != n || what != NULL)
-        return false;
-    else
-        return double_value(p, s, n, out);
-    return true;
-}
-
-/* Fixed-width decimal field of an ISO-8601 date. */
-static bool iso_field(const char *s, size_t n, size_t *i, size_t width, int *out)
-{
-    int v = 0;
-
-    for (size_t k = 0; k < width; k++, (*i)++) {
-        if (!is_digit(s, n, *i))
-            return false;
-        v = v * 10 + (s[*i] - '0');
-    }
-    *out = v;
-    return true;
-}
-
-static bool iso_char(const char *s, size_t n, size_t *i, char c)
-{
-    if (*i >= n || s[*i] != c)
-        return false;
-    (*i)++;
-    return true;
-}
-
-/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar
- * (H. Hinnant's days_from_civil, derived from the 400-year cycle). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static int days_in_month(int y, int m)
-{
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return m == 2 && leap ? 29 : days[m - 1];
-}
-
-/* Milliseconds ".fff" (up to nine digits; beyond the third they are cut,
- * a BSON date has no finer resolution). */
-static bool iso_fraction(const char *s, size_t n, size_t *i, int64_t *ms)
-{
-    size_t start;
-    int64_t scale = 100;
-
-    *ms = 0;
-    if (*i >= n || s[*i] != '.')
-        return true;
-    start = ++(*i);
-    for (; is_digit(s, n, *i); (*i)++, scale /= 10)
-        *ms += (s[*i] - '0') * scale;
-    return *i > start && *i - start <= 9;
-}
-
-/* "Z", "+hh:mm", "-hh:mm", "+hhmm" or "-hhmm" as minutes east of UTC. */
-static bool iso_offset(const char *s, size_t n, size_t *i, int *minutes)
-{
-    int sign;
-    int hh;
-    int mm;
-
-    if (iso_char(s, n, i, 'Z')) {
-        *minutes = 0;
-        return true;
-    }
-    if (iso_char(s, n, i, '+'))
-        sign = 1;
-    else if (iso_char(s, n, i, '-'))
-        sign = -1;
-    else
-        return false;
-    if (!iso_field(s, n, i, 2, &hh))
-        return false;
-    iso_char(s, n, i, ':');
-    if (!iso_field(s, n, i, 2, &mm) || hh > 23 || mm > 59)
-        return false;
-    *minutes = sign * (hh * 60 + mm);
-    return true;
-}
-
-/* The year: four digits, or up to nine without a leading zero.  Relaxed
- * Extended JSON promises ISO-8601 only for years 1970-9999, but libbson
- * 1.23 prints every date from 1970 on that way, "10000-01-01T00:00:00Z"
- * and beyond included, and we must read back what we print. */
-static bool iso_year(const char *s, size_t n, size_t *i, int *year)
-{
-    size_t start = *i;
-    size_t end = start;
-
-    while (is_digit(s, n, end))
-        end++;
-    size_t digits = end - start;
-    if (digits < 4 || digits > 9 || (digits > 4 && s[start] == '0'))
-        return false;
-    return iso_field(s, n, i, digits, year);
-}
-
-/* YYYY-MM-DDTHH:MM:SS[.fff](Z|±hh:mm|±hhmm) to milliseconds since the
- * epoch.  A zone is required: a date without one means a different
- * instant on every machine. */
-static bool iso8601_ms(const char *s, size_t n, int64_t *out)
-{
-    size_t i = 0;
-    int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, offset = 0;
-    int64_t frac = 0;
-
-    if (!iso_year(s, n, &i, &y) || !iso_char(s, n, &i, '-') ||
-        !iso_field(s, n, &i, 2, &mo) || !iso_char(s, n, &i, '-') ||
-        !iso_field(s, n, &i, 2, &d) || !iso_char(s, n, &i, 'T') ||
-        !iso_field(s, n, &i, 2, &h) || !iso_char(s, n, &i, ':') ||
-        !iso_field(s, n, &i, 2, &mi) || !iso_char(s, n, &i, ':') ||
-        !iso_field(s, n, &i, 2, &sec) || !iso_fraction(s, n, &i, &frac) ||
-        !iso_offset(s, n, &i, &offset) || i != n)
-        return false;
-    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
-        sec > 59)
-        return false;
-    int64_t days = days_from_civil(y, mo, d);
-    int64_t seconds = ((days * 24 + h) * 60 + mi) * 60 + sec - (int64_t)offset * 60;
-    /* Nine-digit years reach past the int64 range of a BSON date. */
-    if (seconds > (INT64_MAX - frac) / 1000)
-        return false;
-    *out = seconds * 1000 + frac;
-    return true;
-}
-
-/* The value of {"$date": v}: v was parsed into `it`; `raw` is its first
- * byte in the text, which tells a plain integer from a wrapped one. */
-static bool date_ms(const bson_iter_t *it, char raw, int64_t *ms)
-{
-    uint32_t n;
-    const char *s;
-
-    switch (bson_iter_type(it)) {
-    case BSON_TYPE_UTF8:
-        s = bson_iter_utf8(it, &n);
-        return iso8601_ms(s, n, ms);
-    case BSON_TYPE_INT32:
-        /* An int32 behind '{' came from $numberInt, which $date refuses. */
-        if (raw == '{')
-            return false;
-        *ms = bson_iter_int32(it);
-        return true;
-    case BSON_TYPE_INT64:
-        /* Either a large plain integer or {"$numberLong": "..."}. */
-        *ms = bson_iter_int64(it);
-        return true;
-    default:
-        return false;
-    }
-}
-
-static bool iter_string(const bson_iter_t *it, const char **s, uint32_t *n)
-{
-    if (!BSON_ITER_HOLDS_UTF8(it))
-        return false;
-    *s = bson_iter_utf8(it, n);
-    return true;
-}
-
 /* Append the value of a one-key wrapper object found at `at`. */
-static int32_t append_wrapper(json_parser *p, bson_t *parent, json_key key, json_wrapper kind,
-                              const bson_iter_t *it, size_t at)
+static int32_t append_wrapper(json_parser *p, bson_t *parent, json_key key,
+                              json_ext_wrapper kind, const bson_iter_t *it, size_t at)
 {
-    const char *k = key_ptr(p, key.off);
-    const char *s = NULL;
-    uint32_t n = 0;
-    int64_t i64;
-    double d;
-    bool ok;
+    bson_value_t value;
+    const char *what = json_ext_value(p, kind, it, p->text[at], &value);
 
-    switch (kind) {
-    case WRAP_DATE:
-        if (!date_ms(it, p->text[at], &i64))
-            return json_fail(p, at, "invalid $date: expected an ISO-8601 string such as "
-                                    "\"2024-01-15T10:30:00Z\", integer milliseconds, or "
-                                    "{\"$numberLong\": \"<ms>\"}");
-        ok = bson_append_date_time(parent, k, (int)key.len, i64);
-        break;
-    case WRAP_LONG:
-        if (!iter_string(it, &s, &n) || !string_integer(s, n, &i64))
-            return json_fail(p, at, "invalid $numberLong: expected a string holding a 64-bit "
-                                    "integer, e.g. \"42\"");
-        ok = bson_append_int64(parent, k, (int)key.len, i64);
-        break;
-    case WRAP_INT:
-        if (!iter_string(it, &s, &n) || !string_integer(s, n, &i64) || i64 < INT32_MIN ||
-            i64 > INT32_MAX)
-            return json_fail(p, at, "invalid $numberInt: expected a string holding a 32-bit "
-                                    "integer, e.g. \"42\"");
-        ok = bson_append_int32(parent, k, (int)key.len, (int32_t)i64);
-        break;
-    default:
-        if (!iter_string(it, &s, &n) || !string_double(p, s, n, &d))
-            return json_fail(p, at, "invalid $numberDouble: expected a string holding a "
-                                    "number, \"Infinity\", \"-Infinity\" or \"NaN\"");
-        ok = bson_append_double(parent, k, (int)key.len, d);
-        break;
-    }
-    return ok ? PERSISTOR_OK : fail_too_large(p, at);
+    if (what != NULL)
+        return json_fail(p, at, "%s", what);
+    if (!bson_append_value(parent, key_ptr(p, key.off), (int)key.len, &value))
+        return fail_too_large(p, at);
+    return PERSISTOR_OK;
 }
 
 /* ------------------------------------------------------------------------
@@ -966,7 +721,7 @@ static int32_t parse_document(json_parser *p, bson_t *parent, json_key key, size
 /* An object whose first key names a wrapper: parse that value aside, then
  * let the next byte decide between a wrapper and an ordinary object. */
 static int32_t parse_maybe_wrapper(json_parser *p, bson_t *parent, json_key key, size_t open,
-                                   json_key first, json_wrapper kind, uint32_t object,
+                                   json_key first, json_ext_wrapper kind, uint32_t object,
                                    int depth)
 {
     size_t value_at = p->pos;
@@ -1028,8 +783,8 @@ static int32_t parse_object(json_parser *p, bson_t *parent, json_key key, int de
     rc = parse_key(p, object, "expected a string key or '}'", &first);
     if (rc != PERSISTOR_OK)
         return rc;
-    json_wrapper kind = wrapper_kind(key_ptr(p, first.off), first.len);
-    if (kind != WRAP_NONE)
+    json_ext_wrapper kind = json_ext_wrapper_of(key_ptr(p, first.off), first.len);
+    if (kind != JSON_EXT_NONE)
         rc = parse_maybe_wrapper(p, parent, key, open, first, kind, object, depth);
     else
         rc = parse_document(p, parent, key, open, first, NULL, object, depth);
@@ -1167,17 +922,4 @@ int32_t json_to_bson(const char *text, size_t len, const char *source, bson_t *o
     if (rc != PERSISTOR_OK)
         bson_reinit(out);
     return rc;
-}
-
-char *json_from_bson(const uint8_t *doc, uint32_t len)
-{
-    bson_t view;
-
-    if (doc == NULL || !bson_init_static(&view, doc, len))
-        return NULL;
-    /* Walk the whole document first: libbson's printer may stop quietly
-     * at a damaged nested document instead of failing. */
-    if (!bson_validate(&view, BSON_VALIDATE_UTF8 | BSON_VALIDATE_UTF8_ALLOW_NULL, NULL))
-        return NULL;
-    return bson_as_relaxed_extended_json(&view, NULL);
 }
