@@ -34,8 +34,9 @@ int64_t host_realtime_ms(void)
     return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
-static void host_log(const persistor_host *host, int32_t level, const char *event,
-                     const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static void host_log(const persistor_host *host,
+                                                            int32_t level, const char *event,
+                                                            const char *fmt, ...)
 {
     const host_impl *impl = (const host_impl *)host;
     log_line line;

@@ -96,20 +96,27 @@ static int snapshot_one_arg(int argc, char **argv, const char *what, const char 
     return CLI_EXIT_OK;
 }
 
-static int snapshot_get(persistor *p, const char *hash)
+/* Print the one snapshot a lookup found, or say what was not found. */
+static int snapshot_print_found(int32_t rc, persistor_snapshot *s, const persistor_error *err,
+                                const char *missing, const char *key)
 {
-    persistor_snapshot *s;
-    persistor_error err = {0};
-    int32_t rc = persistor_snapshot_get(p, hash, &s, &err);
     if (rc == PERSISTOR_NOT_FOUND) {
-        fprintf(stderr, "persistor: no snapshot %s\n", hash);
+        fprintf(stderr, "persistor: %s %s\n", missing, key);
         return CLI_EXIT_NOT_FOUND;
     }
     if (rc != PERSISTOR_OK)
-        return cli_fail(rc, &err);
+        return cli_fail(rc, err);
     int code = snapshot_print(s);
     persistor_snapshot_free(s);
     return code;
+}
+
+static int snapshot_get(persistor *p, const char *hash)
+{
+    persistor_snapshot *s = NULL;
+    persistor_error err = {0};
+    int32_t rc = persistor_snapshot_get(p, hash, &s, &err);
+    return snapshot_print_found(rc, s, &err, "no snapshot", hash);
 }
 
 static int snapshot_has(persistor *p, const char *hash)
@@ -151,18 +158,10 @@ static int snapshot_hashes(persistor *p, const char *xc_id)
 
 static int snapshot_latest(persistor *p, const char *xc_id)
 {
-    persistor_snapshot *s;
+    persistor_snapshot *s = NULL;
     persistor_error err = {0};
     int32_t rc = persistor_snapshot_latest(p, xc_id, &s, &err);
-    if (rc == PERSISTOR_NOT_FOUND) {
-        fprintf(stderr, "persistor: no snapshots for %s\n", xc_id);
-        return CLI_EXIT_NOT_FOUND;
-    }
-    if (rc != PERSISTOR_OK)
-        return cli_fail(rc, &err);
-    int code = snapshot_print(s);
-    persistor_snapshot_free(s);
-    return code;
+    return snapshot_print_found(rc, s, &err, "no snapshots for", xc_id);
 }
 
 static int snapshot_rm(persistor *p, const char *hash)
