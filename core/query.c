@@ -811,24 +811,29 @@ int query_sorter_compare(const persistor_sorter *s, const uint8_t *a, uint32_t a
  * TTL
  * --------------------------------------------------------------------- */
 
+/* MongoDB's TTL rule: only dates count, and an array expires by its
+ * earliest date; anything else never expires. */
 int32_t query_doc_time_ms(const uint8_t *doc, uint32_t len, const char *path, int64_t *ms)
 {
     bson_t b;
-    bson_iter_t it;
+    bson_iter_t it, item;
     if (path == NULL || doc == NULL || !bson_init_static(&b, doc, len) ||
         !query_path_lookup(&b, path, &it))
         return PERSISTOR_NOT_FOUND;
-    switch (bson_iter_type(&it)) {
-    case BSON_TYPE_DATE_TIME: *ms = bson_iter_date_time(&it); return PERSISTOR_OK;
-    case BSON_TYPE_INT32: *ms = bson_iter_int32(&it); return PERSISTOR_OK;
-    case BSON_TYPE_INT64: *ms = bson_iter_int64(&it); return PERSISTOR_OK;
-    case BSON_TYPE_DOUBLE: {
-        double d = bson_iter_double(&it);
-        if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
-            return PERSISTOR_NOT_FOUND; /* NaN, infinities, out of range */
-        *ms = (int64_t)d;
+    if (BSON_ITER_HOLDS_DATE_TIME(&it)) {
+        *ms = bson_iter_date_time(&it);
         return PERSISTOR_OK;
     }
-    default: return PERSISTOR_NOT_FOUND;
+    if (!BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &item))
+        return PERSISTOR_NOT_FOUND;
+    int32_t rc = PERSISTOR_NOT_FOUND;
+    while (bson_iter_next(&item)) {
+        if (!BSON_ITER_HOLDS_DATE_TIME(&item))
+            continue;
+        int64_t t = bson_iter_date_time(&item);
+        if (rc == PERSISTOR_NOT_FOUND || t < *ms)
+            *ms = t;
+        rc = PERSISTOR_OK;
     }
+    return rc;
 }

@@ -42,7 +42,8 @@ int query_value_compare(const bson_iter_t *a, const bson_iter_t *b);
 int32_t query_index_key(const persistor_index_spec *index, const uint8_t *doc, uint32_t len,
                         persistor_buffer *out);
 
-/* A date (or number, as ms) at a dotted path: OK or NOT_FOUND. */
+/* The TTL time at a dotted path, as MongoDB's TTL reads it: a date, or the
+ * earliest date of an array.  OK or NOT_FOUND (numbers are not times). */
 int32_t query_doc_time_ms(const uint8_t *doc, uint32_t len, const char *path, int64_t *ms);
 
 #endif

@@ -390,9 +390,10 @@ typedef struct persistor_host {
                          persistor_buffer *out);
 
     /**
-     * Read a date (or a number, taken as milliseconds) at a dotted path.
-     * OK with *ms set, NOT_FOUND if absent or of another type.  Adapters
-     * without native TTL use it with the collection's ttl_field.
+     * The TTL time of a document, as MongoDB's TTL monitor reads it: the
+     * date at a dotted path, or the earliest date of an array there.  OK
+     * with *ms set; NOT_FOUND if absent or not a date (numbers and strings
+     * never expire).  Adapters without native TTL use it with ttl_field.
      */
     int32_t (*doc_time_ms)(const uint8_t *doc, uint32_t len, const char *path, int64_t *ms);
 

@@ -957,9 +957,13 @@ static const struct {
     {"date_gives_its_ms", "{\"createdAt\": " DATE(1700000000000) "}", "createdAt", PERSISTOR_OK,
      1700000000000},
     {"negative_date", "{\"t\": " DATE(-1000) "}", "t", PERSISTOR_OK, -1000},
-    {"int_counts_as_ms", "{\"t\": 42}", "t", PERSISTOR_OK, 42},
-    {"long_counts_as_ms", "{\"t\": " LONG(1700000000000) "}", "t", PERSISTOR_OK, 1700000000000},
-    {"double_counts_as_ms", "{\"t\": 1500.75}", "t", PERSISTOR_OK, 1500},
+    /* MongoDB's TTL ignores numbers: a number is not a time. */
+    {"int_is_not_a_time", "{\"t\": 42}", "t", PERSISTOR_NOT_FOUND, 0},
+    {"long_is_not_a_time", "{\"t\": " LONG(1700000000000) "}", "t", PERSISTOR_NOT_FOUND, 0},
+    {"double_is_not_a_time", "{\"t\": 1500.75}", "t", PERSISTOR_NOT_FOUND, 0},
+    {"array_expires_by_its_earliest_date",
+     "{\"t\": [" DATE(9000) ", 3, " DATE(4000) ", " DATE(7000) "]}", "t", PERSISTOR_OK, 4000},
+    {"array_without_dates_is_not_a_time", "{\"t\": [1, \"x\"]}", "t", PERSISTOR_NOT_FOUND, 0},
     {"dotted_path", "{\"meta\": {\"at\": " DATE(5) "}}", "meta.at", PERSISTOR_OK, 5},
     {"string_is_not_a_time", "{\"t\": \"2024-01-01\"}", "t", PERSISTOR_NOT_FOUND, 0},
     {"null_is_not_a_time", "{\"t\": null}", "t", PERSISTOR_NOT_FOUND, 0},
@@ -968,7 +972,7 @@ static const struct {
     {"missing_parent_is_not_found", "{\"meta\": 1}", "meta.at", PERSISTOR_NOT_FOUND, 0},
 };
 
-static void test_doc_time_ms_reads_dates_and_numbers(void **state)
+static void test_doc_time_ms_reads_dates_as_mongodb_ttl_does(void **state)
 {
     for (size_t i = 0; i < COUNT(time_cases); i++) {
         bson_t *doc = json(time_cases[i].doc);
@@ -1012,7 +1016,7 @@ int main(void)
         cmocka_unit_test(test_index_key_replaces_buffer_content_and_indexes_arrays),
         cmocka_unit_test(test_compound_keys_with_mixed_directions_order_like_sort),
         cmocka_unit_test(test_descending_string_keys_put_longer_prefix_first),
-        cmocka_unit_test(test_doc_time_ms_reads_dates_and_numbers),
+        cmocka_unit_test(test_doc_time_ms_reads_dates_as_mongodb_ttl_does),
     };
     return cmocka_run_group_tests(tests, setup_values, teardown_values);
 }
