@@ -195,7 +195,7 @@ int cmd_snapshot(const cli_globals *g, int argc, char **argv)
     for (size_t c = 0; c < sizeof snapshot_commands / sizeof snapshot_commands[0]; c++) {
         if (strcmp(argv[1], snapshot_commands[c].name) != 0)
             continue;
-        const char *arg;
+        const char *arg = NULL;
         int code = snapshot_one_arg(argc - 1, argv + 1, snapshot_commands[c].what, &arg);
         persistor *p;
         if (code != CLI_EXIT_OK || (code = cli_open(g, &p)) != CLI_EXIT_OK)
