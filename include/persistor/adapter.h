@@ -181,7 +181,11 @@ typedef struct persistor_index_spec {
  *
  * `ttl_field` names a date field; a document whose ttl_field is older than
  * `ttl_seconds` is expired (removed by expire(), or natively by the store).
- * ttl_seconds == 0 means no TTL.  All pointers are borrowed for the call.
+ * ttl_seconds == 0 means no TTL.
+ *
+ * Lifetime: the spec and everything it points to stay valid and unchanged
+ * until close() returns (even after a later ensure_collection brings a new
+ * spec), so an adapter may keep the pointer instead of a copy.
  */
 typedef struct persistor_collection_spec {
     uint32_t struct_size;

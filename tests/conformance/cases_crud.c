@@ -142,7 +142,8 @@ static void ensure_users(conf_fixture *f)
     };
     persistor_collection_spec spec = {sizeof spec, "users", idx, 2, NULL, 0};
     persistor_error err = {0};
-    conf_expect(f->adapter->ensure_collection(f->inst, &spec, &err), PERSISTOR_OK, &err);
+    conf_expect(f->adapter->ensure_collection(f->inst, conf_keep_spec(f, spec), &err),
+                PERSISTOR_OK, &err);
 }
 
 static void test_unique_index_refuses_another_id_allows_same_id(void **state)
@@ -365,7 +366,8 @@ static void ensure_sessions(conf_fixture *f)
 {
     persistor_collection_spec spec = {sizeof spec, "sessions", NULL, 0, "createdAt", 60};
     persistor_error err = {0};
-    conf_expect(f->adapter->ensure_collection(f->inst, &spec, &err), PERSISTOR_OK, &err);
+    conf_expect(f->adapter->ensure_collection(f->inst, conf_keep_spec(f, spec), &err),
+                PERSISTOR_OK, &err);
 }
 
 static void put_created(conf_fixture *f, const char *id, int64_t ms)

@@ -286,11 +286,19 @@ void conf_expect_at(int32_t rc, int32_t want, const persistor_error *err, const 
     _fail(file, line);
 }
 
+const persistor_collection_spec *conf_keep_spec(conf_fixture *f, persistor_collection_spec spec)
+{
+    assert_true(f->n_specs < sizeof f->specs / sizeof f->specs[0]);
+    f->specs[f->n_specs] = spec;
+    return &f->specs[f->n_specs++];
+}
+
 void conf_ensure(conf_fixture *f, const char *collection)
 {
     persistor_collection_spec spec = {sizeof spec, collection, NULL, 0, NULL, 0};
     persistor_error err = {0};
-    conf_expect(f->adapter->ensure_collection(f->inst, &spec, &err), PERSISTOR_OK, &err);
+    conf_expect(f->adapter->ensure_collection(f->inst, conf_keep_spec(f, spec), &err),
+                PERSISTOR_OK, &err);
 }
 
 int32_t conf_put(conf_fixture *f, const char *collection, uint32_t kind, const bson_t *doc)

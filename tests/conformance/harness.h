@@ -39,6 +39,9 @@ typedef struct conf_fixture {
     persistor_instance *inst;
     char tmpdir[4096];
     const void *param;
+    /* ensure_collection's specs must outlive the instance (adapter.h). */
+    persistor_collection_spec specs[16];
+    size_t n_specs;
 } conf_fixture;
 
 /* Read -t/-o/ADAPTER.so and the PERSISTOR_CONFORMANCE_* variables.
@@ -49,6 +52,10 @@ const char *conf_adapter_type(void);
 /* cmocka setup/teardown: an opened instance in *state (a conf_fixture). */
 int conf_setup(void **state);
 int conf_teardown(void **state);
+
+/* Keep a copy of `spec` as long as the fixture lives, as adapter.h asks of
+ * the host; its strings and index arrays must be static already. */
+const persistor_collection_spec *conf_keep_spec(conf_fixture *f, persistor_collection_spec spec);
 
 /* Open one more instance on the fixture's config (caller closes it). */
 int32_t conf_open(conf_fixture *f, persistor_instance **out, persistor_error *err);
