@@ -156,12 +156,12 @@ int32_t persistor_profiles(const char *config_path, persistor_profile_list *out,
                            persistor_error *err)
 {
     const char *file;
-    char **names = NULL;
+    profile **all = NULL;
     size_t n = 0;
     memset(out, 0, sizeof *out);
     int32_t rc = persistor_find_config(config_path, &file, err);
     if (rc == PERSISTOR_OK)
-        rc = profile_list(file, &names, &n, err);
+        rc = profile_load_all(file, &all, &n, err);
     if (rc != PERSISTOR_OK)
         return rc;
     out->config_path = strdup(file);
@@ -169,19 +169,14 @@ int32_t persistor_profiles(const char *config_path, persistor_profile_list *out,
     if (out->config_path == NULL || out->items == NULL)
         rc = error_set(err, PERSISTOR_E_NOMEM, "out of memory listing %s", file);
     for (size_t i = 0; rc == PERSISTOR_OK && i < n; i++) {
-        profile *prof;
-        rc = profile_load(file, names[i], &prof, err);
-        if (rc != PERSISTOR_OK)
-            break;
         persistor_profile_info *info = &out->items[out->count++];
-        info->name = strdup(prof->name);
-        info->description = strdup(prof->description != NULL ? prof->description : "");
-        info->chain = persistor_chain_text(prof);
-        profile_free(prof);
+        info->name = strdup(all[i]->name);
+        info->description = strdup(all[i]->description != NULL ? all[i]->description : "");
+        info->chain = persistor_chain_text(all[i]);
         if (info->name == NULL || info->description == NULL || info->chain == NULL)
             rc = error_set(err, PERSISTOR_E_NOMEM, "out of memory listing %s", file);
     }
-    profile_names_free(names);
+    profile_free_all(all, n);
     if (rc != PERSISTOR_OK)
         persistor_profile_list_free(out);
     return rc;

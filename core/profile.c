@@ -49,16 +49,6 @@ static int32_t nomem(ctx *c)
     return ytree_nomem(&c->y);
 }
 
-static char *dup_text(const char *s, size_t len)
-{
-    char *copy = malloc(len + 1);
-    if (copy == NULL)
-        return NULL;
-    memcpy(copy, s, len);
-    copy[len] = '\0';
-    return copy;
-}
-
 /* A mapping's pairs; an empty value counts as an empty mapping. */
 static int32_t expect_map(ctx *c, const ytree_node *n, const char *path, ytree_pairs *out)
 {
@@ -401,8 +391,8 @@ static int32_t adapter_option(ctx *c, const ytree_pair *pr, const char *kp, prof
                     pr->key->text, ytree_describe(pr->value, got, sizeof got));
     profile_option *o = &a->options[a->n_options++];
     o->mark = mark_of(c, pr->value);
-    o->key = dup_text(pr->key->text, pr->key->len);
-    o->key_path = dup_text(kp, strlen(kp));
+    o->key = ytree_dup(pr->key->text, pr->key->len);
+    o->key_path = ytree_dup(kp, strlen(kp));
     if (o->key == NULL || o->key_path == NULL)
         return nomem(c);
     return interpolate(c, pr->value, kp, &o->value);
@@ -413,7 +403,7 @@ static int32_t walk_adapter(ctx *c, const ytree_node *n, const char *path, profi
     ytree_pairs ps = {0};
     char kp[YTREE_PATH_LEN], got[64];
     a->mark = mark_of(c, n);
-    a->key_path = dup_text(path, strlen(path));
+    a->key_path = ytree_dup(path, strlen(path));
     if (a->key_path == NULL)
         return nomem(c);
     if (n->kind != YTREE_MAPPING)
@@ -469,7 +459,7 @@ static int32_t profile_defaults(ctx *c, profile *p)
     for (int k = 0; k < PROFILE_COLL_COUNT; k++) {
         p->collections[k].on_failure =
             k == PROFILE_COLL_SNAPSHOTS ? PROFILE_FAIL_CLOSED : PROFILE_FAIL_OPEN;
-        p->collections[k].name = dup_text(collection_keys[k], strlen(collection_keys[k]));
+        p->collections[k].name = ytree_dup(collection_keys[k], strlen(collection_keys[k]));
         if (p->collections[k].name == NULL)
             return nomem(c);
     }
@@ -483,8 +473,8 @@ static int32_t walk_profile(ctx *c, const ytree_node *n, const char *name, profi
     ytree_pairs ps = {0};
     char kp[YTREE_PATH_LEN];
     int seen_adapters = 0;
-    p->file = dup_text(c->y.file, strlen(c->y.file));
-    p->name = dup_text(name, strlen(name));
+    p->file = ytree_dup(c->y.file, strlen(c->y.file));
+    p->name = ytree_dup(name, strlen(name));
     if (p->file == NULL || p->name == NULL)
         return nomem(c);
     c->mark_file = p->file;
@@ -673,6 +663,23 @@ int32_t profile_load(const char *file, const char *name, profile **out, persisto
     rc = not_found(file, name, &set, err);
     set_free(&set);
     return rc;
+}
+
+int32_t profile_load_all(const char *file, profile ***all, size_t *n, persistor_error *err)
+{
+    if (file == NULL || all == NULL || n == NULL)
+        return error_set(err, PERSISTOR_E_INVALID, "profile_load_all: file, all and n are required");
+    profile_set set = {0};
+    int32_t rc = load_all(file, &set, err);
+    *all = set.items;
+    *n = set.n;
+    return rc;
+}
+
+void profile_free_all(profile **all, size_t n)
+{
+    profile_set set = {all, n};
+    set_free(&set);
 }
 
 int32_t profile_list(const char *file, char ***names, size_t *n, persistor_error *err)

@@ -111,6 +111,11 @@ typedef struct profile {
  * wrong type, a missing required value or an undefined variable; E_NOMEM. */
 int32_t profile_load(const char *file, const char *name, profile **out, persistor_error *err);
 
+/* Every profile of a file, in file order, after the same checks: *all is
+ * an array of *n profiles; free with profile_free_all. */
+int32_t profile_load_all(const char *file, profile ***all, size_t *n, persistor_error *err);
+void profile_free_all(profile **all, size_t n);
+
 /* The profile names of a file, in file order, after the same checks.
  * *names is a NULL-terminated array; free with profile_names_free. */
 int32_t profile_list(const char *file, char ***names, size_t *n, persistor_error *err);

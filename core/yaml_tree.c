@@ -80,7 +80,7 @@ int32_t ytree_nomem(ytree_ctx *c)
                      c->file);
 }
 
-static char *dup_text(const char *s, size_t len)
+char *ytree_dup(const char *s, size_t len)
 {
     char *copy = malloc(len + 1);
     if (copy == NULL)
@@ -144,7 +144,7 @@ static int32_t anchor_add(ytree_ctx *c, ytree *t, const yaml_char_t *name, ytree
         t->anchors = grown;
         t->cap_anchors = cap;
     }
-    char *copy = dup_text((const char *)name, strlen((const char *)name));
+    char *copy = ytree_dup((const char *)name, strlen((const char *)name));
     if (copy == NULL)
         return ytree_nomem(c);
     t->anchors[t->n_anchors++] = (anchor){copy, target};
@@ -167,7 +167,7 @@ static int32_t on_scalar(ytree_ctx *c, ytree *t, const yaml_event_t *ev)
     if (rc != PERSISTOR_OK)
         return rc;
     n->len = ev->data.scalar.length;
-    n->text = dup_text((const char *)ev->data.scalar.value, n->len);
+    n->text = ytree_dup((const char *)ev->data.scalar.value, n->len);
     if (n->text == NULL)
         return ytree_nomem(c);
     n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;

@@ -97,4 +97,8 @@ int32_t ytree_fail(ytree_ctx *c, const ytree_node *at, const char *path, const c
 /* Fill c->err with E_NOMEM naming the file; returns E_NOMEM. */
 int32_t ytree_nomem(ytree_ctx *c);
 
+/* A NUL-terminated copy of s[0..len) (which may itself hold NULs, as a
+ * YAML "\0" escape does); NULL on NOMEM.  Free with free(). */
+char *ytree_dup(const char *s, size_t len);
+
 #endif
