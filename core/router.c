@@ -371,6 +371,24 @@ int32_t router_get(router *r, const char *collection, const char *id, persistor_
     return adapter_fail(a, rc, err);
 }
 
+int32_t router_exists(router *r, const char *collection, const char *id, persistor_error *err)
+{
+    router_adapter *a = router_primary(r);
+    if (a->api->exists == NULL) {
+        persistor_buffer buf = {0};
+        int32_t rc = router_get(r, collection, id, &buf, err);
+        buffer_free(&buf);
+        return rc;
+    }
+    int32_t rc = router_maybe_sweep(r, collection, err);
+    if (rc != PERSISTOR_OK)
+        return rc;
+    adapter_lock(a);
+    rc = a->api->exists(a->inst, collection, id, err);
+    adapter_unlock(a);
+    return adapter_fail(a, rc, err);
+}
+
 int32_t router_query(router *r, const char *collection, const persistor_query *q,
                      router_cursor **out, persistor_error *err)
 {

@@ -30,6 +30,8 @@ int32_t router_write(router *r, const char *collection, const persistor_write_op
                      uint32_t n, int32_t *results, persistor_error *err);
 int32_t router_get(router *r, const char *collection, const char *id, persistor_buffer *out,
                    persistor_error *err);
+/* OK or NOT_FOUND: the adapter's exists, or a get. */
+int32_t router_exists(router *r, const char *collection, const char *id, persistor_error *err);
 int32_t router_query(router *r, const char *collection, const persistor_query *q,
                      router_cursor **out, persistor_error *err);
 /* OK with a borrowed document (valid until the next call), ITER_END, error. */

@@ -317,10 +317,7 @@ char *persistor_snapshot_to_json(const persistor_snapshot *s)
 
 int32_t persistor_snapshot_has(persistor *p, const char *hash, persistor_error *err)
 {
-    persistor_buffer buf = {0};
-    int32_t rc = router_get(p->router, snapshot_collection(p), hash, &buf, err);
-    buffer_free(&buf);
-    return rc;
+    return router_exists(p->router, snapshot_collection(p), hash, err);
 }
 
 int32_t persistor_snapshot_get(persistor *p, const char *hash, persistor_snapshot **out,

@@ -42,7 +42,8 @@ int cmd_profiles(const cli_globals *g, int argc, char **argv)
 
 static const char *info_caps_text(uint64_t caps, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%s%s%s%s", (caps & PERSISTOR_CAP_THREAD_SAFE) ? "thread-safe " : "",
+    snprintf(buf, cap, "%s%s%s%s%s", (caps & PERSISTOR_CAP_DURABLE) ? "durable " : "",
+             (caps & PERSISTOR_CAP_THREAD_SAFE) ? "thread-safe " : "",
              (caps & PERSISTOR_CAP_NATIVE_TTL) ? "native-ttl " : "",
              (caps & PERSISTOR_CAP_NATIVE_QUERY) ? "native-query " : "",
              (caps & PERSISTOR_CAP_NO_UNLOAD) ? "no-unload " : "");

@@ -414,6 +414,8 @@ typedef struct persistor_host {
 #define PERSISTOR_CAP_NATIVE_TTL 0x2u   /* the store expires on its own   */
 #define PERSISTOR_CAP_NATIVE_QUERY 0x4u /* filters run in the store       */
 #define PERSISTOR_CAP_NO_UNLOAD 0x8u    /* never dlclose this module      */
+#define PERSISTOR_CAP_DURABLE 0x10u     /* an acknowledged write survives
+                                           the process (and a crash)      */
 
 /**
  * What an adapter gives the host.  Define one `static const` instance and
@@ -551,6 +553,14 @@ typedef struct persistor_adapter {
      */
     int32_t (*stats)(persistor_instance *inst, const char *collection,
                      persistor_collection_stats *out, persistor_error *err);
+
+    /**
+     * OPTIONAL.  Is a document with this id stored?  OK or NOT_FOUND, or
+     * an error.  Lets `has` skip reading the document; the host uses get()
+     * when it is NULL.
+     */
+    int32_t (*exists)(persistor_instance *inst, const char *collection, const char *id,
+                      persistor_error *err);
 } persistor_adapter;
 
 /* ------------------------------------------------------------------------
