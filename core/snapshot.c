@@ -25,6 +25,8 @@
 #include "sha256.h"
 
 #define SNAPSHOT_DEFAULT_TENANT "default"
+/* xcId and tenantId may be longer than a hash; a caller's hash may not, so
+ * every hash buffer of the API is PERSISTOR_HASH_HEX_LEN + 1 bytes. */
 #define SNAPSHOT_MAX_ID_LEN 256
 
 static const char *const snapshot_reserved_fields[] = {"_id", "tenantId", "xcId", "ts",
@@ -147,6 +149,9 @@ static int32_t snapshot_build(const persistor *p, const persistor_snapshot_input
         rc = snapshot_check_id("tenant_id", tenant, err);
     if (rc == PERSISTOR_OK && in->hash != NULL)
         rc = snapshot_check_id("hash", in->hash, err);
+    if (rc == PERSISTOR_OK && in->hash != NULL && strlen(in->hash) > PERSISTOR_HASH_HEX_LEN)
+        rc = error_set(err, PERSISTOR_E_INVALID, "snapshot hash is %zu bytes; the limit is %d",
+                       strlen(in->hash), PERSISTOR_HASH_HEX_LEN);
     if (rc != PERSISTOR_OK)
         return rc;
 
@@ -271,31 +276,38 @@ static int64_t snapshot_date(const bson_t *doc, const char *key)
                : 0;
 }
 
-/* One allocation: the struct, then the document, then the two strings. */
-static int32_t snapshot_from_bson(const uint8_t *data, uint32_t len, persistor_snapshot **out,
-                                  persistor_error *err)
+/* Fill `out` with pointers into the document itself: BSON strings are
+ * NUL-terminated in place, so a view costs no copy.  Valid as long as the
+ * bytes are. */
+static int32_t snapshot_view(const uint8_t *data, uint32_t len, persistor_snapshot *out,
+                             persistor_error *err)
 {
     bson_t view;
     if (!bson_init_static(&view, data, len))
         return error_set(err, PERSISTOR_E_CORRUPT, "a stored snapshot is not valid BSON");
-    const char *tenant = snapshot_utf8(&view, "tenantId");
-    const char *xc = snapshot_utf8(&view, "xcId");
-    size_t tenant_len = strlen(tenant) + 1, xc_len = strlen(xc) + 1;
-    persistor_snapshot *s = malloc(sizeof *s + len + tenant_len + xc_len);
+    out->hash = snapshot_utf8(&view, "_id");
+    out->tenant_id = snapshot_utf8(&view, "tenantId");
+    out->xc_id = snapshot_utf8(&view, "xcId");
+    out->ts_ms = snapshot_date(&view, "ts");
+    out->created_at_ms = snapshot_date(&view, "createdAt");
+    out->bson = data;
+    out->bson_len = len;
+    return PERSISTOR_OK;
+}
+
+/* An owned snapshot: one allocation, the struct then a copy of the bytes. */
+static int32_t snapshot_from_bson(const uint8_t *data, uint32_t len, persistor_snapshot **out,
+                                  persistor_error *err)
+{
+    persistor_snapshot *s = malloc(sizeof *s + len);
     if (s == NULL)
         return error_set(err, PERSISTOR_E_NOMEM, "out of memory reading a snapshot");
-    uint8_t *bytes = (uint8_t *)(s + 1);
-    char *strings = (char *)bytes + len;
-    memcpy(bytes, data, len);
-    memcpy(strings, tenant, tenant_len);
-    memcpy(strings + tenant_len, xc, xc_len);
-    snprintf(s->hash, sizeof s->hash, "%s", snapshot_utf8(&view, "_id"));
-    s->tenant_id = strings;
-    s->xc_id = strings + tenant_len;
-    s->ts_ms = snapshot_date(&view, "ts");
-    s->created_at_ms = snapshot_date(&view, "createdAt");
-    s->bson = bytes;
-    s->bson_len = len;
+    memcpy(s + 1, data, len);
+    int32_t rc = snapshot_view((const uint8_t *)(s + 1), len, s, err);
+    if (rc != PERSISTOR_OK) {
+        free(s);
+        return rc;
+    }
     *out = s;
     return PERSISTOR_OK;
 }
@@ -331,9 +343,11 @@ int32_t persistor_snapshot_get(persistor *p, const char *hash, persistor_snapsho
     return rc;
 }
 
+/* The current snapshot is a view of the cursor's document, which stays
+ * valid until the next cursor call: exactly the iterator's promise. */
 struct persistor_snapshot_iter {
     router_cursor *cursor;
-    persistor_snapshot *current;
+    persistor_snapshot current;
     bool ended;
 };
 
@@ -378,17 +392,15 @@ int32_t persistor_snapshot_load(persistor *p, const char *xc_id, persistor_snaps
 int32_t persistor_snapshot_iter_next(persistor_snapshot_iter *it, const persistor_snapshot **snap,
                                      persistor_error *err)
 {
-    persistor_snapshot_free(it->current);
-    it->current = NULL;
     if (it->ended)
         return PERSISTOR_ITER_END;
     const uint8_t *doc;
     uint32_t len;
     int32_t rc = router_cursor_next(it->cursor, &doc, &len, err);
     if (rc == PERSISTOR_OK)
-        rc = snapshot_from_bson(doc, len, &it->current, err);
+        rc = snapshot_view(doc, len, &it->current, err);
     if (rc == PERSISTOR_OK)
-        *snap = it->current;
+        *snap = &it->current;
     else if (rc == PERSISTOR_ITER_END)
         it->ended = true;
     return rc;
@@ -398,7 +410,6 @@ void persistor_snapshot_iter_free(persistor_snapshot_iter *it)
 {
     if (it == NULL)
         return;
-    persistor_snapshot_free(it->current);
     router_cursor_close(it->cursor);
     free(it);
 }

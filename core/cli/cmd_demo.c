@@ -74,7 +74,7 @@ static int32_t demo_restore(persistor *p, demo_agent *agent, char *from_hash,
     int32_t rc = persistor_snapshot_latest(p, agent->xc_id, &latest, err);
     if (rc != PERSISTOR_OK)
         return rc;
-    memcpy(from_hash, latest->hash, sizeof latest->hash);
+    snprintf(from_hash, PERSISTOR_HASH_HEX_LEN + 1, "%s", latest->hash);
     /* A kernel deserialises its whole state; the demo needs only the step. */
     bson_t doc;
     bson_iter_t it, step;

@@ -29,7 +29,8 @@ extern "C" {
 
 #define PERSISTOR_API __attribute__((visibility("default")))
 
-/** Length of a snapshot hash in hex, without the NUL. */
+/** Length of a snapshot hash in hex, without the NUL; also the longest
+ *  hash a caller may give a snapshot itself. */
 #define PERSISTOR_HASH_HEX_LEN 64
 
 /** The library's version, e.g. "0.1.0".  Static storage. */
@@ -124,9 +125,10 @@ typedef struct persistor_snapshot_input {
     const char *xc_id;     /* the execution context; required, non-empty */
     int64_t ts_ms;         /* ms since the epoch; PERSISTOR_TS_NOW (0): now */
     /**
-     * The id.  NULL: persistor computes SHA-256 hex over tenant, xc_id,
-     * ts and the content's BSON bytes (docs/ABI.md gives the exact input),
-     * so appending the same snapshot twice stores it once.
+     * The id, at most PERSISTOR_HASH_HEX_LEN bytes of printable UTF-8.
+     * NULL: persistor computes SHA-256 hex over tenant, xc_id, ts and the
+     * content's BSON (the README gives the exact input), so appending the
+     * same snapshot twice stores it once.
      */
     const char *hash;
     const uint8_t *content_bson; /* a BSON document, or NULL */
@@ -164,9 +166,10 @@ PERSISTOR_API int32_t persistor_snapshot_append_many(persistor *p,
 PERSISTOR_API int32_t persistor_snapshot_has(persistor *p, const char *hash,
                                              persistor_error *err);
 
-/** A stored snapshot.  Fields are read-only; free with persistor_snapshot_free. */
+/** A stored snapshot.  Fields are read-only and point into `bson`; free an
+ *  owned one with persistor_snapshot_free. */
 typedef struct persistor_snapshot {
-    char hash[PERSISTOR_HASH_HEX_LEN + 1];
+    const char *hash; /* the id: SHA-256 hex, or the caller's own hash */
     const char *tenant_id;
     const char *xc_id;
     int64_t ts_ms;

@@ -326,7 +326,14 @@ static void test_invalid_input_is_refused_with_a_reason(void **state)
     assert_int_equal(persistor_snapshot_append(f->p, &in, NULL, &err), PERSISTOR_E_INVALID);
     assert_non_null(strstr(err.message, "xc_id"));
 
+    char long_hash[PERSISTOR_HASH_HEX_LEN + 2];
+    memset(long_hash, 'h', sizeof long_hash - 1);
+    long_hash[sizeof long_hash - 1] = '\0';
     in.xc_id = "xc-bad";
+    in.hash = long_hash;
+    assert_int_equal(persistor_snapshot_append(f->p, &in, NULL, &err), PERSISTOR_E_INVALID);
+    assert_non_null(strstr(err.message, "the limit is 64"));
+    in.hash = NULL;
     in.struct_size = 4;
     assert_int_equal(persistor_snapshot_append(f->p, &in, NULL, &err), PERSISTOR_E_INVALID);
     assert_int_equal(item_count(f->p), 0);
