@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bson_check.h"
 #include "buffer.h"
 #include "error.h"
 #include "json.h"
@@ -80,24 +81,24 @@ static int32_t snapshot_check_id(const char *what, const char *value, persistor_
     return PERSISTOR_OK;
 }
 
-/* The content as BSON, into `content` (initialised and empty). */
-static int32_t snapshot_content(const persistor_snapshot_input *in, bson_t *content,
-                                persistor_error *err)
+/* The content as BSON: a view of the caller's bytes (checked, not copied),
+ * or `owned` parsed from JSON.  *content points at one of the two. */
+static int32_t snapshot_content(const persistor_snapshot_input *in, bson_t *view, bson_t *owned,
+                                const bson_t **content, persistor_error *err)
 {
+    *content = owned;
     if (in->content_bson != NULL) {
-        bson_t view;
-        size_t offset;
-        if (!bson_init_static(&view, in->content_bson, in->content_bson_len) ||
-            !bson_validate(&view, BSON_VALIDATE_UTF8 | BSON_VALIDATE_EMPTY_KEYS, &offset))
-            return error_set(err, PERSISTOR_E_INVALID,
-                             "snapshot content for %s is not a valid BSON document", in->xc_id);
-        bson_copy_to_excluding_noinit(&view, content, "", NULL);
-        return PERSISTOR_OK;
+        char what[300];
+        snprintf(what, sizeof what, "snapshot content for %s", in->xc_id);
+        if (!bson_init_static(view, in->content_bson, in->content_bson_len))
+            return error_set(err, PERSISTOR_E_INVALID, "%s: not a valid BSON document", what);
+        *content = view;
+        return bson_check_document(view, what, err);
     }
     if (in->content_json == NULL)
         return PERSISTOR_OK;
     const char *source = in->content_json_source != NULL ? in->content_json_source : "content";
-    return json_to_bson(in->content_json, strlen(in->content_json), source, content, err);
+    return json_to_bson(in->content_json, strlen(in->content_json), source, owned, err);
 }
 
 static int32_t snapshot_check_reserved(const bson_t *content, const char *xc_id,
@@ -155,12 +156,13 @@ static int32_t snapshot_build(const persistor *p, const persistor_snapshot_input
     if (rc != PERSISTOR_OK)
         return rc;
 
-    bson_t content = BSON_INITIALIZER;
-    rc = snapshot_content(in, &content, err);
+    bson_t view, owned = BSON_INITIALIZER;
+    const bson_t *content;
+    rc = snapshot_content(in, &view, &owned, &content, err);
     if (rc == PERSISTOR_OK)
-        rc = snapshot_check_reserved(&content, in->xc_id, err);
+        rc = snapshot_check_reserved(content, in->xc_id, err);
     if (rc != PERSISTOR_OK) {
-        bson_destroy(&content);
+        bson_destroy(&owned);
         return rc;
     }
     int64_t now = router_now_ms(p->router);
@@ -168,15 +170,15 @@ static int32_t snapshot_build(const persistor *p, const persistor_snapshot_input
     if (in->hash != NULL)
         snprintf(id, SNAPSHOT_MAX_ID_LEN + 1, "%s", in->hash);
     else
-        snapshot_hash(tenant, in->xc_id, ts, &content, id);
+        snapshot_hash(tenant, in->xc_id, ts, content, id);
 
     BSON_APPEND_UTF8(doc, "_id", id);
     BSON_APPEND_UTF8(doc, "tenantId", tenant);
     BSON_APPEND_UTF8(doc, "xcId", in->xc_id);
     BSON_APPEND_DATE_TIME(doc, "ts", ts);
     BSON_APPEND_DATE_TIME(doc, "createdAt", now);
-    bson_concat(doc, &content);
-    bson_destroy(&content);
+    bson_concat(doc, content);
+    bson_destroy(&owned);
     if (doc->len > PERSISTOR_MAX_DOCUMENT_BYTES)
         return error_set(err, PERSISTOR_E_INVALID,
                          "snapshot %s of %s is %u bytes; the limit is %d bytes (16 MiB)", id,

@@ -339,6 +339,41 @@ static void test_invalid_input_is_refused_with_a_reason(void **state)
     assert_int_equal(item_count(f->p), 0);
 }
 
+static void test_bson_content_is_stored_as_given_and_checked(void **state)
+{
+    fixture *f = *state;
+    bson_t *content = BCON_NEW("state", "{", "step", BCON_INT32(7), "}", "events", "[",
+                               BCON_UTF8("a"), "]");
+    persistor_snapshot_input in = {.struct_size = sizeof in, .xc_id = "xc-b", .ts_ms = T0,
+                                   .content_bson = bson_get_data(content),
+                                   .content_bson_len = content->len};
+    char hash[65], from_json[65];
+    persistor_error err = {0};
+    assert_int_equal(persistor_snapshot_append(f->p, &in, hash, &err), PERSISTOR_OK);
+    /* The same content given as JSON is the same snapshot. */
+    assert_int_equal(append(f->p, "xc-b", T0, "{\"state\": {\"step\": 7}, \"events\": [\"a\"]}",
+                            from_json),
+                     PERSISTOR_EXISTS);
+    assert_string_equal(hash, from_json);
+
+    /* Invalid UTF-8 inside: MongoDB would refuse it on replay, so do we. */
+    bson_t *bad = bson_new();
+    bson_append_utf8(bad, "s", 1, "\xff\xfe", 2);
+    in.content_bson = bson_get_data(bad);
+    in.content_bson_len = bad->len;
+    assert_int_equal(persistor_snapshot_append(f->p, &in, NULL, &err), PERSISTOR_E_INVALID);
+    assert_non_null(strstr(err.message, "string is not valid UTF-8 at 's'"));
+
+    bson_t *reserved = BCON_NEW("_id", BCON_UTF8("forged"));
+    in.content_bson = bson_get_data(reserved);
+    in.content_bson_len = reserved->len;
+    assert_int_equal(persistor_snapshot_append(f->p, &in, NULL, &err), PERSISTOR_E_INVALID);
+    assert_int_equal(item_count(f->p), 1);
+    bson_destroy(content);
+    bson_destroy(bad);
+    bson_destroy(reserved);
+}
+
 static void test_oversize_snapshot_is_refused_and_nothing_stored(void **state)
 {
     fixture *f = *state;
@@ -539,6 +574,7 @@ int main(void)
         PLAIN(test_stats_report_count_size_average_and_adapter),
         PLAIN(test_append_many_reports_each_and_checks_all_first),
         PLAIN(test_invalid_input_is_refused_with_a_reason),
+        PLAIN(test_bson_content_is_stored_as_given_and_checked),
         PLAIN(test_oversize_snapshot_is_refused_and_nothing_stored),
         cmocka_unit_test_setup_teardown(test_ttl_expires_snapshots_after_their_time, setup_ttl,
                                         teardown),
