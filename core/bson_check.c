@@ -1,5 +1,11 @@
 /*
- * bson_check.c — the checks of bson_check.h.  Reads only; one pass.
+ * bson_check.c — the checks of bson_check.h, in one pass over the bytes.
+ *
+ * It runs on every document an application writes, so it keeps only a
+ * stack of key pointers on the way down and spells out the path at fault
+ * only when something is wrong.  libbson's iterator checks each element's
+ * frame as it goes (err_off tells when it stopped on damage), so no
+ * separate bson_validate pass is needed.
  */
 #include "bson_check.h"
 
@@ -13,62 +19,52 @@
 typedef struct check_ctx {
     const char *what;
     persistor_error *err;
-    char path[512];
+    const char *keys[BSON_CHECK_MAX_DEPTH + 1]; /* the path, one key a level */
 } check_ctx;
 
-static int32_t check_fail(check_ctx *c, const char *reason)
+static int32_t check_fail(const check_ctx *c, int depth, const char *reason)
 {
+    char path[512] = "";
+    size_t o = 0;
+    for (int i = 0; i < depth && o < sizeof path; i++)
+        o += (size_t)snprintf(path + o, sizeof path - o, "%s%s", i ? "." : "", c->keys[i]);
     return error_set(c->err, PERSISTOR_E_INVALID, "%s: %s at '%s'", c->what, reason,
-                     c->path[0] ? c->path : "(top level)");
+                     depth > 0 ? path : "(top level)");
 }
 
-/* Append ".key" (or "key" at the top) to the path; returns the old length. */
-static size_t check_push(check_ctx *c, const char *key)
+static int32_t check_level(check_ctx *c, bson_iter_t *it, int depth)
 {
-    size_t old = strlen(c->path);
-    snprintf(c->path + old, sizeof c->path - old, "%s%s", old ? "." : "", key);
-    return old;
-}
-
-static int32_t check_iter(check_ctx *c, bson_iter_t *it, int depth)
-{
-    if (depth > BSON_CHECK_MAX_DEPTH)
-        return check_fail(c, "nested more than 100 levels");
     while (bson_iter_next(it)) {
         uint32_t key_len = bson_iter_key_len(it);
-        const char *key = bson_iter_key(it);
-        size_t old = check_push(c, key);
-        int32_t rc = PERSISTOR_OK;
+        c->keys[depth] = bson_iter_key(it);
         if (key_len == 0)
-            rc = check_fail(c, "empty field name");
-        else if (!bson_utf8_validate(key, key_len, false))
-            rc = check_fail(c, "field name is not valid UTF-8");
-        if (rc == PERSISTOR_OK && BSON_ITER_HOLDS_UTF8(it)) {
+            return check_fail(c, depth, "empty field name");
+        if (!bson_utf8_validate(c->keys[depth], key_len, false))
+            return check_fail(c, depth + 1, "field name is not valid UTF-8");
+        if (BSON_ITER_HOLDS_UTF8(it)) {
             uint32_t len;
             const char *s = bson_iter_utf8(it, &len);
             if (!bson_utf8_validate(s, len, true))
-                rc = check_fail(c, "string is not valid UTF-8");
-        }
-        if (rc == PERSISTOR_OK && (BSON_ITER_HOLDS_DOCUMENT(it) || BSON_ITER_HOLDS_ARRAY(it))) {
+                return check_fail(c, depth + 1, "string is not valid UTF-8");
+        } else if (BSON_ITER_HOLDS_DOCUMENT(it) || BSON_ITER_HOLDS_ARRAY(it)) {
             bson_iter_t child;
-            rc = bson_iter_recurse(it, &child) ? check_iter(c, &child, depth + 1)
-                                               : check_fail(c, "malformed sub-document");
+            if (depth + 1 >= BSON_CHECK_MAX_DEPTH)
+                return check_fail(c, depth + 1, "nested more than 100 levels");
+            if (!bson_iter_recurse(it, &child))
+                return check_fail(c, depth + 1, "malformed sub-document");
+            int32_t rc = check_level(c, &child, depth + 1);
+            if (rc != PERSISTOR_OK)
+                return rc;
         }
-        c->path[old] = '\0';
-        if (rc != PERSISTOR_OK)
-            return rc;
     }
-    /* bson_iter_next stops early, silently, on a malformed element. */
-    return it->err_off ? check_fail(c, "malformed BSON") : PERSISTOR_OK;
+    return it->err_off ? check_fail(c, depth, "malformed BSON") : PERSISTOR_OK;
 }
 
 int32_t bson_check_document(const bson_t *doc, const char *what, persistor_error *err)
 {
     check_ctx c = {.what = what, .err = err};
-    size_t offset;
     bson_iter_t it;
-    if (!bson_validate(doc, BSON_VALIDATE_NONE, &offset) || !bson_iter_init(&it, doc))
-        return error_set(err, PERSISTOR_E_INVALID, "%s: not a valid BSON document (at byte %zu)",
-                         what, offset);
-    return check_iter(&c, &it, 1);
+    if (!bson_iter_init(&it, doc))
+        return error_set(err, PERSISTOR_E_INVALID, "%s: not a valid BSON document", what);
+    return check_level(&c, &it, 0);
 }

@@ -60,6 +60,11 @@ bool query_doc_open(bson_t *b, const uint8_t *data, uint32_t len, bool *too_deep
     return true;
 }
 
+bool query_doc_frame(bson_t *b, const uint8_t *data, uint32_t len)
+{
+    return data != NULL && bson_init_static(b, data, len);
+}
+
 /* Length of the path component at `comp`, and where the next one starts
  * (NULL after the last). */
 static size_t comp_len(const char *comp, const char **next)
@@ -659,7 +664,7 @@ static bool node_match(const struct qnode *n, const bson_t *doc)
 bool query_matcher_match(const persistor_matcher *m, const uint8_t *doc, uint32_t len)
 {
     bson_t b;
-    if (m == NULL || !query_doc_open(&b, doc, len, NULL))
+    if (m == NULL || !query_doc_frame(&b, doc, len))
         return false;
     return node_match(&m->root, &b);
 }

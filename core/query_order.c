@@ -413,7 +413,7 @@ int32_t query_index_key(const persistor_index_spec *index, const uint8_t *doc, u
                         persistor_buffer *out)
 {
     bson_t b;
-    if (index == NULL || out == NULL || !query_doc_open(&b, doc, len, NULL))
+    if (index == NULL || out == NULL || !query_doc_frame(&b, doc, len))
         return PERSISTOR_E_INVALID;
     int32_t rc = buffer_set(out, NULL, 0);
     for (uint32_t k = 0; rc == PERSISTOR_OK && k < index->n_keys; k++) {

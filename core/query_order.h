@@ -71,6 +71,13 @@ qnum query_num_of(const bson_iter_t *it);
  * *too_deep (may be NULL) says whether the document goes deeper. */
 bool query_doc_open(bson_t *b, const uint8_t *data, uint32_t len, bool *too_deep);
 
+/* View a stored document in `b` (no copy) checking only its frame (length
+ * and final NUL).  For the hot paths, match and index_key, which run on
+ * every document of every query: documents were checked whole on the way
+ * in (bson_check), and libbson's iterators are bounds-checked, so damage
+ * inside a document can change an answer but never read out of bounds. */
+bool query_doc_frame(bson_t *b, const uint8_t *data, uint32_t len);
+
 /* How many components a dotted path has ("a.b.0" has 3). */
 size_t query_path_depth(const char *path);
 
