@@ -13,6 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* cases_durable.c: run only for adapters with PERSISTOR_CAP_DURABLE. */
+extern const struct CMUnitTest conf_durable_tests[];
+extern const size_t conf_n_durable_tests;
+
 int main(int argc, char **argv)
 {
     const char *filter;
@@ -21,7 +25,7 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc;
     size_t n_query = conf_query_tests(&query);
-    size_t n = conf_n_crud_tests + conf_n_data_tests + n_query;
+    size_t n = conf_n_crud_tests + conf_n_data_tests + n_query + conf_n_durable_tests;
     struct CMUnitTest *all = calloc(n, sizeof *all);
     if (all == NULL || query == NULL) {
         fprintf(stderr, "persistor-conformance: out of memory\n");
@@ -30,6 +34,8 @@ int main(int argc, char **argv)
     memcpy(all, conf_crud_tests, conf_n_crud_tests * sizeof *all);
     memcpy(all + conf_n_crud_tests, conf_data_tests, conf_n_data_tests * sizeof *all);
     memcpy(all + conf_n_crud_tests + conf_n_data_tests, query, n_query * sizeof *all);
+    memcpy(all + conf_n_crud_tests + conf_n_data_tests + n_query, conf_durable_tests,
+           conf_n_durable_tests * sizeof *all);
     if (filter != NULL)
         cmocka_set_test_filter(filter);
     char group[256];
