@@ -37,6 +37,11 @@ static const char cli_help[] =
     "  snapshot latest XCID          print a context's newest snapshot\n"
     "  snapshot rm HASH              delete one snapshot\n"
     "  demo                          play an agent kernel checkpointing and restoring\n"
+    "  bench [--adapters memory,sqlite,lmdb] [--contexts N] [--per-context N]\n"
+    "        [--single N] [--repeat N] [--absent PCT] [--dir DIR] [--seed S] [--json]\n"
+    "                                time append, has and load through persistor and,\n"
+    "                                for sqlite and lmdb, straight against the library\n"
+    "                                (docs/BENCHMARKS.md); uses its own profiles file\n"
     "\n"
     "Exit codes: 0 ok, 1 not found, 2 usage or bad input (nothing written),\n"
     "3 storage error.  Logs are JSON lines on stderr; PERSISTOR_LOG_LEVEL=debug|info|\n"
@@ -163,7 +168,7 @@ static const struct {
     int (*run)(const cli_globals *g, int argc, char **argv);
 } cli_commands[] = {
     {"profiles", cmd_profiles}, {"health", cmd_health}, {"stats", cmd_stats},
-    {"snapshot", cmd_snapshot}, {"demo", cmd_demo},
+    {"snapshot", cmd_snapshot}, {"demo", cmd_demo}, {"bench", cmd_bench},
 };
 
 int main(int argc, char **argv)
