@@ -174,11 +174,20 @@ static int32_t loader_check_table(const char *path, const char *type,
                          "%s: refused: the adapter calls itself \"%s\" but the profile asks for "
                          "type \"%s\"",
                          path, copy->name, type);
-    for (uint32_t i = 0; i < copy->n_options; i++)
+    for (uint32_t i = 0; i < copy->n_options; i++) {
         if (copy->options == NULL || copy->options[i].name == NULL)
             return error_set(err, PERSISTOR_E_ABI,
                              "%s: refused: option %u of the adapter's option list has no name",
                              path, i);
+        /* A profile entry's own keys: the adapter could never receive them. */
+        if (strcmp(copy->options[i].name, "type") == 0 ||
+            strcmp(copy->options[i].name, "path") == 0)
+            return error_set(err, PERSISTOR_E_ABI,
+                             "%s: refused: the adapter declares an option named '%s', which a "
+                             "profile entry uses itself (type: the adapter, path: its plugin "
+                             "file); rename the option",
+                             path, copy->options[i].name);
+    }
     return PERSISTOR_OK;
 }
 

@@ -152,7 +152,7 @@ int cmd_demo(const cli_globals *g, int argc, char **argv)
            hashes.count, hashes.count ? hashes.items[0] : "", hashes.count ? hashes.items[hashes.count - 1] : "");
     persistor_string_list_free(&hashes);
 
-    printf("\n  stats:    %llu snapshots, %llu bytes, %.1f bytes on average, adapter %s\n",
+    printf("\n  store:    %llu snapshots in all, %llu bytes, %.1f bytes on average, adapter %s\n",
            (unsigned long long)after.item_count, (unsigned long long)after.total_size,
            after.average_item_size, after.adapter_type);
     if (strcmp(after.adapter_type, "memory") == 0)

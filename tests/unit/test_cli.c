@@ -1071,7 +1071,7 @@ static void test_demo_exits_0_and_prints_its_summary(void **state)
     assert_contains(r.out, "and finished 4/4 steps");
     assert_contains(r.out, "re-appending the last checkpoint stored 0 new snapshot(s)");
     assert_contains(r.out, "history:  coder has 4 snapshots");
-    assert_contains(r.out, "stats:    12 snapshots");
+    assert_contains(r.out, "store:    12 snapshots in all");
     assert_contains(r.out, "adapter memory");
     assert_string_equal(r.err, "");
     cli_result_free(&r);

@@ -87,6 +87,13 @@ static void test_adapter_name_other_than_type_is_refused(void **state)
                    "calls itself \"impostor\" but the profile asks for type \"good\"");
 }
 
+static void test_option_named_like_a_profile_key_is_refused(void **state)
+{
+    (void)state;
+    expect_refusal("reserved_option", "good", PERSISTOR_E_ABI,
+                   "declares an option named 'path', which a profile entry uses itself");
+}
+
 static void test_failing_module_init_is_refused(void **state)
 {
     (void)state;
@@ -277,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_table_shorter_than_required_part_is_refused),
         cmocka_unit_test(test_null_required_slot_is_refused_naming_the_slot),
         cmocka_unit_test(test_adapter_name_other_than_type_is_refused),
+        cmocka_unit_test(test_option_named_like_a_profile_key_is_refused),
         cmocka_unit_test(test_failing_module_init_is_refused),
         cmocka_unit_test(test_plugin_writable_by_group_is_refused),
         cmocka_unit_test(test_plugin_writable_by_others_is_refused),

@@ -157,21 +157,25 @@ static void test_shipped_file_lists_profiles_in_file_order(void **state)
     free(path);
 }
 
-static void test_shipped_development_uses_memory_with_a_day_of_snapshots(void **state)
+static void test_shipped_development_uses_sqlite_then_memory_with_a_day_of_snapshots(void **state)
 {
     (void)state;
     unset_mongodb_env();
+    unsetenv("PERSISTOR_DATA_DIR");
     char *path = shipped_path();
     profile *p = NULL;
     persistor_error err = {0};
     assert_int_equal(profile_load(path, "development", &p, &err), PERSISTOR_OK);
     assert_string_equal(p->name, "development");
-    assert_int_equal(p->n_adapters, 1);
-    assert_string_equal(p->adapters[0].type, "memory");
+    assert_int_equal(p->n_adapters, 2);
+    assert_string_equal(p->adapters[0].type, "sqlite");
     assert_null(p->adapters[0].path);
-    assert_string_equal(option(&p->adapters[0], "max_items"), "100000");
-    assert_string_equal(p->adapters[0].options[0].key_path, "development.adapters[0].max_items");
+    assert_string_equal(option(&p->adapters[0], "file"), "./var/persistor.sqlite");
+    assert_string_equal(option(&p->adapters[0], "synchronous"), "full");
+    assert_string_equal(p->adapters[0].options[0].key_path, "development.adapters[0].file");
     assert_ptr_equal(p->adapters[0].mark.file, p->file);
+    assert_string_equal(p->adapters[1].type, "memory");
+    assert_string_equal(option(&p->adapters[1], "max_items"), "100000");
     assert_int_equal(p->retry.max_attempts, 3);
     assert_int_equal(p->retry.initial_interval_ms, 1000);
     assert_true(p->retry.backoff_coefficient == 2.0);
@@ -179,6 +183,14 @@ static void test_shipped_development_uses_memory_with_a_day_of_snapshots(void **
     assert_int_equal(p->collections[PROFILE_COLL_SNAPSHOTS].ttl_seconds, 86400);
     assert_string_equal(p->collections[PROFILE_COLL_SNAPSHOTS].name, "snapshots");
     profile_free(p);
+
+    /* PERSISTOR_DATA_DIR moves the file. */
+    setenv("PERSISTOR_DATA_DIR", "/home/dev/.local/share/persistor", 1);
+    assert_int_equal(profile_load(path, "development", &p, &err), PERSISTOR_OK);
+    assert_string_equal(option(&p->adapters[0], "file"),
+                        "/home/dev/.local/share/persistor/persistor.sqlite");
+    profile_free(p);
+    unsetenv("PERSISTOR_DATA_DIR");
     free(path);
 }
 
@@ -198,7 +210,7 @@ static void test_shipped_test_profile_merges_the_shared_retry_block(void **state
     free(path);
 }
 
-static void test_shipped_production_uses_mongodb_then_memory_with_defaults(void **state)
+static void test_shipped_production_uses_mongodb_then_lmdb_with_defaults(void **state)
 {
     (void)state;
     unset_mongodb_env();
@@ -217,7 +229,8 @@ static void test_shipped_production_uses_mongodb_then_memory_with_defaults(void 
     assert_string_equal(option(m, "connect_timeout_ms"), "10000");
     assert_string_equal(option(m, "socket_timeout_ms"), "45000");
     assert_int_equal(m->n_options, 6);
-    assert_string_equal(p->adapters[1].type, "memory");
+    assert_string_equal(p->adapters[1].type, "lmdb");
+    assert_string_equal(option(&p->adapters[1], "directory"), "/var/lib/persistor/fallback.lmdb");
     assert_int_equal(p->retry.max_attempts, 3);
     assert_int_equal(p->retry.max_interval_ms, 60000);
     const profile_collection *s = &p->collections[PROFILE_COLL_SNAPSHOTS];
@@ -862,9 +875,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shipped_file_lists_profiles_in_file_order),
-        cmocka_unit_test(test_shipped_development_uses_memory_with_a_day_of_snapshots),
+        cmocka_unit_test(test_shipped_development_uses_sqlite_then_memory_with_a_day_of_snapshots),
         cmocka_unit_test(test_shipped_test_profile_merges_the_shared_retry_block),
-        cmocka_unit_test(test_shipped_production_uses_mongodb_then_memory_with_defaults),
+        cmocka_unit_test(test_shipped_production_uses_mongodb_then_lmdb_with_defaults),
         cmocka_unit_test(test_shipped_production_takes_mongodb_settings_from_environment),
         cmocka_unit_test(test_truncated_or_spoiled_shipped_file_never_crashes),
         cmocka_unit_test(test_minimal_profile_gets_default_retry_and_collections),

@@ -78,6 +78,13 @@ static int32_t tp_module_init(const persistor_host *host, persistor_error *err)
 #define TP_NAME "good"
 #endif
 
+#ifdef VARIANT_RESERVED_OPTION
+/* "path" names the plugin file in a profile: an adapter cannot take it. */
+static const persistor_option_spec tp_options[] = {
+    {"path", PERSISTOR_OPTION_STRING, 0, NULL, "where the store lives"},
+};
+#endif
+
 static const persistor_adapter tp_adapter = {
 #ifdef VARIANT_WRONG_MAJOR
     .abi_major = PERSISTOR_ABI_MAJOR + 1,
@@ -95,6 +102,10 @@ static const persistor_adapter tp_adapter = {
 #endif
     .name = TP_NAME,
     .version = "0.0.1",
+#ifdef VARIANT_RESERVED_OPTION
+    .options = tp_options,
+    .n_options = 1,
+#endif
 #if defined(VARIANT_INIT_ONCE) || defined(VARIANT_INIT_FAILS)
     .module_init = tp_module_init,
 #endif
