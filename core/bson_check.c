@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "utf8.h"
 
 #define BSON_CHECK_MAX_DEPTH 100
 
@@ -39,12 +40,12 @@ static int32_t check_level(check_ctx *c, bson_iter_t *it, int depth)
         c->keys[depth] = bson_iter_key(it);
         if (key_len == 0)
             return check_fail(c, depth, "empty field name");
-        if (!bson_utf8_validate(c->keys[depth], key_len, false))
+        if (!utf8_valid(c->keys[depth], key_len, false))
             return check_fail(c, depth + 1, "field name is not valid UTF-8");
         if (BSON_ITER_HOLDS_UTF8(it)) {
             uint32_t len;
             const char *s = bson_iter_utf8(it, &len);
-            if (!bson_utf8_validate(s, len, true))
+            if (!utf8_valid(s, len, true))
                 return check_fail(c, depth + 1, "string is not valid UTF-8");
         } else if (BSON_ITER_HOLDS_DOCUMENT(it) || BSON_ITER_HOLDS_ARRAY(it)) {
             bson_iter_t child;

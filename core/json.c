@@ -27,6 +27,7 @@
  * depend on the C locale for numbers, or leave `out` half-filled.
  */
 #include "json.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -263,38 +264,6 @@ static bool seen_add(json_parser *p, uint32_t object, json_key k)
 /* ------------------------------------------------------------------------
  * Strings
  * --------------------------------------------------------------------- */
-
-/* Length of the well-formed UTF-8 sequence at s (Unicode 15, table 3-7:
- * no overlong forms, no surrogates, nothing above U+10FFFF), 0 if none. */
-static size_t utf8_sequence(const unsigned char *s, size_t avail)
-{
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xBF;
-    size_t n;
-
-    if (s[0] >= 0xC2 && s[0] <= 0xDF)
-        n = 2;
-    else if (s[0] >= 0xE0 && s[0] <= 0xEF)
-        n = 3;
-    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-        n = 4;
-    else
-        return 0;
-    if (s[0] == 0xE0)
-        lo = 0xA0;
-    else if (s[0] == 0xED)
-        hi = 0x9F;
-    else if (s[0] == 0xF0)
-        lo = 0x90;
-    else if (s[0] == 0xF4)
-        hi = 0x8F;
-    if (avail < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return n;
-}
 
 static void put_utf8(json_buf *out, uint32_t cp)
 {

@@ -270,30 +270,36 @@ static const char *snapshot_utf8(const bson_t *doc, const char *key)
                : "";
 }
 
-static int64_t snapshot_date(const bson_t *doc, const char *key)
-{
-    bson_iter_t it;
-    return bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_DATE_TIME(&it)
-               ? bson_iter_date_time(&it)
-               : 0;
-}
-
 /* Fill `out` with pointers into the document itself: BSON strings are
  * NUL-terminated in place, so a view costs no copy.  Valid as long as the
- * bytes are. */
+ * bytes are.  One pass, stopping once the five fields are found (persistor
+ * writes them first); a missing string is "", a missing date 0. */
 static int32_t snapshot_view(const uint8_t *data, uint32_t len, persistor_snapshot *out,
                              persistor_error *err)
 {
     bson_t view;
-    if (!bson_init_static(&view, data, len))
+    bson_iter_t it;
+    if (!bson_init_static(&view, data, len) || !bson_iter_init(&it, &view))
         return error_set(err, PERSISTOR_E_CORRUPT, "a stored snapshot is not valid BSON");
-    out->hash = snapshot_utf8(&view, "_id");
-    out->tenant_id = snapshot_utf8(&view, "tenantId");
-    out->xc_id = snapshot_utf8(&view, "xcId");
-    out->ts_ms = snapshot_date(&view, "ts");
-    out->created_at_ms = snapshot_date(&view, "createdAt");
-    out->bson = data;
-    out->bson_len = len;
+    *out = (persistor_snapshot){.hash = "", .tenant_id = "", .xc_id = "", .bson = data,
+                                .bson_len = len};
+    for (int found = 0; found < 5 && bson_iter_next(&it);) {
+        const char *key = bson_iter_key(&it);
+        const char **text = strcmp(key, "_id") == 0        ? &out->hash
+                            : strcmp(key, "tenantId") == 0 ? &out->tenant_id
+                            : strcmp(key, "xcId") == 0     ? &out->xc_id
+                                                           : NULL;
+        int64_t *date = strcmp(key, "ts") == 0          ? &out->ts_ms
+                        : strcmp(key, "createdAt") == 0 ? &out->created_at_ms
+                                                        : NULL;
+        if (text != NULL && BSON_ITER_HOLDS_UTF8(&it)) {
+            *text = bson_iter_utf8(&it, NULL);
+            found++;
+        } else if (date != NULL && BSON_ITER_HOLDS_DATE_TIME(&it)) {
+            *date = bson_iter_date_time(&it);
+            found++;
+        }
+    }
     return PERSISTOR_OK;
 }
 
