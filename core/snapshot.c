@@ -270,10 +270,62 @@ static const char *snapshot_utf8(const bson_t *doc, const char *key)
                : "";
 }
 
+/* A bounds-checked reader of the fixed header persistor writes first:
+ * _id, tenantId, xcId (strings), ts, createdAt (dates). */
+typedef struct header_reader {
+    const uint8_t *p, *end;
+} header_reader;
+
+static bool header_key(header_reader *r, uint8_t type, const char *key, size_t key_len)
+{
+    if ((size_t)(r->end - r->p) < 1 + key_len + 1 || r->p[0] != type ||
+        memcmp(r->p + 1, key, key_len + 1) != 0)
+        return false;
+    r->p += 1 + key_len + 1;
+    return true;
+}
+
+static bool header_string(header_reader *r, const char *key, size_t key_len, const char **out)
+{
+    int32_t n;
+    if (!header_key(r, BSON_TYPE_UTF8, key, key_len) || r->end - r->p < 4)
+        return false;
+    memcpy(&n, r->p, 4);
+    n = (int32_t)BSON_UINT32_FROM_LE((uint32_t)n);
+    if (n < 1 || r->end - r->p - 4 < n || r->p[4 + n - 1] != '\0')
+        return false;
+    *out = (const char *)r->p + 4;
+    r->p += 4 + n;
+    return true;
+}
+
+static bool header_date(header_reader *r, const char *key, size_t key_len, int64_t *out)
+{
+    uint64_t v;
+    if (!header_key(r, BSON_TYPE_DATE_TIME, key, key_len) || r->end - r->p < 8)
+        return false;
+    memcpy(&v, r->p, 8);
+    *out = (int64_t)BSON_UINT64_FROM_LE(v);
+    r->p += 8;
+    return true;
+}
+
+/* The five fields from the header persistor writes, without an iterator:
+ * load reads every snapshot of a context, so this is its hot path. */
+static bool snapshot_view_header(const uint8_t *data, uint32_t len, persistor_snapshot *out)
+{
+    header_reader r = {data + 4, data + len - 1};
+    return len >= 5 && header_string(&r, "_id", 3, &out->hash) &&
+           header_string(&r, "tenantId", 8, &out->tenant_id) &&
+           header_string(&r, "xcId", 4, &out->xc_id) && header_date(&r, "ts", 2, &out->ts_ms) &&
+           header_date(&r, "createdAt", 9, &out->created_at_ms);
+}
+
 /* Fill `out` with pointers into the document itself: BSON strings are
  * NUL-terminated in place, so a view costs no copy.  Valid as long as the
- * bytes are.  One pass, stopping once the five fields are found (persistor
- * writes them first); a missing string is "", a missing date 0. */
+ * bytes are.  Documents persistor wrote take the header fast path; any
+ * other order is read in one pass that stops once the five fields are
+ * found.  A missing string is "", a missing date 0. */
 static int32_t snapshot_view(const uint8_t *data, uint32_t len, persistor_snapshot *out,
                              persistor_error *err)
 {
@@ -281,6 +333,10 @@ static int32_t snapshot_view(const uint8_t *data, uint32_t len, persistor_snapsh
     bson_iter_t it;
     if (!bson_init_static(&view, data, len) || !bson_iter_init(&it, &view))
         return error_set(err, PERSISTOR_E_CORRUPT, "a stored snapshot is not valid BSON");
+    *out = (persistor_snapshot){.hash = "", .tenant_id = "", .xc_id = "", .bson = data,
+                                .bson_len = len};
+    if (snapshot_view_header(data, len, out))
+        return PERSISTOR_OK;
     *out = (persistor_snapshot){.hash = "", .tenant_id = "", .xc_id = "", .bson = data,
                                 .bson_len = len};
     for (int found = 0; found < 5 && bson_iter_next(&it);) {
