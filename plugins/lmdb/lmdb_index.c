@@ -80,6 +80,189 @@ const char *lm_doc_id(const uint8_t *doc, uint32_t len)
     return bson_iter_utf8(&it, NULL);
 }
 
+/* ---- arrays in index fields ------------------------------------------- */
+
+static int lm_is_field_of(const lm_index *ix, const char *key)
+{
+    for (uint32_t k = 0; k < ix->spec->n_keys; k++)
+        if (strcmp(ix->spec->keys[k].field, key) == 0)
+            return 1;
+    return 0;
+}
+
+static uint32_t lm_le32_at(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The top-level array elements of a document, in order: a walk of the
+ * element frames only (libbson's iterator costs ~100 instructions an
+ * element, this ~15; the write path walks every document).  *key is the
+ * next array's name; 1 found, 0 at the end, -1 when the frame cannot be
+ * read (an unknown type, a length out of bounds): the caller then assumes
+ * arrays.  *at carries the position (start at 4). */
+static int lm_next_array(const uint8_t *doc, uint32_t len, uint32_t *at, const char **key)
+{
+    uint32_t end = len - 1, o = *at; /* the final 0 */
+    while (o < end) {
+        uint8_t type = doc[o++];
+        const uint8_t *nul = memchr(doc + o, 0, end - o);
+        if (nul == NULL)
+            return -1;
+        const char *name = (const char *)doc + o;
+        o = (uint32_t)(nul - doc) + 1;
+        uint32_t size, left = end - o;
+        switch (type) {
+        case 0x01: case 0x09: case 0x11: case 0x12: size = 8; break; /* double date ts int64 */
+        case 0x10: size = 4; break;
+        case 0x08: size = 1; break;
+        case 0x07: size = 12; break;
+        case 0x13: size = 16; break;
+        case 0x06: case 0x0A: case 0x7F: case 0xFF: size = 0; break;
+        case 0x02: case 0x0D: case 0x0E: /* string, code, symbol */
+            if (left < 4)
+                return -1;
+            size = 4 + lm_le32_at(doc + o);
+            if (size < 5)
+                return -1;
+            break;
+        case 0x03: case 0x04: case 0x0F: /* document, array, code with scope */
+            if (left < 4)
+                return -1;
+            size = lm_le32_at(doc + o);
+            if (size < 5)
+                return -1;
+            break;
+        case 0x05:
+            if (left < 4)
+                return -1;
+            size = 5 + lm_le32_at(doc + o);
+            if (size < 5)
+                return -1;
+            break;
+        case 0x0C:
+            if (left < 4)
+                return -1;
+            size = 4 + lm_le32_at(doc + o) + 12;
+            if (size < 17)
+                return -1;
+            break;
+        default:
+            return -1; /* regex and anything unknown: cannot tell, arrays maybe */
+        }
+        if (size > left)
+            return -1;
+        o += size;
+        if (type == 0x04) {
+            *at = o;
+            *key = name;
+            return 1;
+        }
+    }
+    *at = o;
+    return 0;
+}
+
+/* Plain index fields are top-level names: one pass over the top level,
+ * every element (a duplicate name counts too). */
+int lm_doc_has_array(const lm_index *ix, const uint8_t *doc, uint32_t len)
+{
+    uint32_t at = 4;
+    const char *key;
+    int r;
+    if (!lm_doc_ok(doc, len))
+        return 1;
+    while ((r = lm_next_array(doc, len, &at, &key)) == 1)
+        if (lm_is_field_of(ix, key))
+            return 1;
+    return r < 0;
+}
+
+/* The clean flags of a write batch: read (from the reader's cache when it
+ * holds the snapshot this transaction started from) on the first put. */
+static int lm_batch_flags(persistor_instance *inst, MDB_txn *txn, lm_coll *c, int8_t *clean,
+                          int *any)
+{
+    size_t base = mdb_txn_id(txn) - 1;
+    *any = 0;
+    for (uint32_t i = 0; i < c->n_idx; i++) {
+        lm_index *ix = &c->idx[i];
+        clean[i] = 0;
+        if (ix->clean_key == NULL)
+            continue;
+        if (ix->clean >= 0 && ix->clean_txnid == base) {
+            clean[i] = (int8_t)ix->clean;
+        } else {
+            MDB_val k = {ix->clean_key_len, ix->clean_key}, v;
+            int rc = mdb_get(txn, inst->shared->meta, &k, &v);
+            if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+                return rc;
+            clean[i] = rc == MDB_SUCCESS;
+        }
+        *any |= clean[i];
+    }
+    return MDB_SUCCESS;
+}
+
+/* Mark in hit[] every clean index with a field named `field`. */
+static void lm_hit_field(const lm_coll *c, const int8_t *clean, const char *field, uint8_t *hit)
+{
+    for (uint32_t j = 0; j < c->n_idx; j++)
+        if (clean[j] && lm_is_field_of(&c->idx[j], field))
+            hit[j] = 1;
+}
+
+/* Which clean indexes get an array from `doc` (hit[], zeroed here)?  When
+ * every indexed field leads some plain index (c->firsts_cover), the keys
+ * just computed say it: a field's first key byte is its type's rank, so
+ * an array leads with rank_array (complemented when descending), the
+ * byte queries seek to.  Otherwise the document's top level is walked. */
+static void lm_arrays_of(const persistor_instance *inst, const lm_coll *c, const int8_t *clean,
+                         const uint8_t *doc, uint32_t len, const lm_key *keys, uint8_t *hit)
+{
+    memset(hit, 0, c->n_idx);
+    if (c->firsts_cover) {
+        for (uint32_t i = 0; i < c->n_idx; i++) {
+            const lm_index *ix = &c->idx[i];
+            if (ix->clean_key == NULL)
+                continue;
+            uint8_t ab = ix->spec->keys[0].direction < 0 ? (uint8_t)~inst->rank_array
+                                                         : inst->rank_array;
+            if (keys[i].len == 0 || keys[i].b[0] == ab)
+                lm_hit_field(c, clean, ix->spec->keys[0].field, hit);
+        }
+        return;
+    }
+    uint32_t at = 4;
+    const char *key;
+    int r = lm_doc_ok(doc, len) ? 0 : -1;
+    while (r == 0 && (r = lm_next_array(doc, len, &at, &key)) == 1) {
+        lm_hit_field(c, clean, key, hit);
+        r = 0;
+    }
+    if (r < 0) /* cannot tell: arrays maybe, everywhere */
+        memcpy(hit, clean, c->n_idx);
+}
+
+/* The document is stored: its arrays end the cleanness of their indexes,
+ * in this transaction. */
+static int lm_unclean(persistor_instance *inst, MDB_txn *txn, lm_coll *c, int8_t *clean,
+                      int *any, const uint8_t *hit)
+{
+    *any = 0;
+    for (uint32_t i = 0; i < c->n_idx; i++) {
+        if (clean[i] && hit[i]) {
+            MDB_val k = {c->idx[i].clean_key_len, c->idx[i].clean_key};
+            int rc = mdb_del(txn, inst->shared->meta, &k, NULL);
+            if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+                return rc;
+            clean[i] = 0;
+        }
+        *any |= clean[i];
+    }
+    return MDB_SUCCESS;
+}
+
 /* Short: the key itself.  Long (or empty): the first LM_PREFIX bytes, zero
  * padded, and the hash of the whole; the caller adds a sequence. */
 static size_t lm_group_of(const uint8_t *key, size_t n, uint8_t *out)
@@ -345,6 +528,9 @@ static int lm_copy_old(persistor_instance *inst, const MDB_val *v)
 typedef struct lm_batch {
     lm_key *knew, *kold;
     int64_t items, bytes;
+    int8_t *clean; /* per index: still clean in this transaction */
+    uint8_t *hit;  /* per index: the document being stored has arrays there */
+    int flags_read, any_clean;
 } lm_batch;
 
 static int32_t lm_put(persistor_instance *inst, MDB_txn *txn, lm_coll *c,
@@ -363,6 +549,13 @@ static int32_t lm_put(persistor_instance *inst, MDB_txn *txn, lm_coll *c,
     if (rc != PERSISTOR_OK)
         return host->error_set(err, rc, "%s/%s: cannot compute its index keys", c->spec->name,
                                op->id);
+    if (!b->flags_read) {
+        if ((*mdb = lm_batch_flags(inst, txn, c, b->clean, &b->any_clean)) != MDB_SUCCESS)
+            return PERSISTOR_OK;
+        b->flags_read = 1;
+    }
+    if (b->any_clean) /* before the unchanged keys are cleared below */
+        lm_arrays_of(inst, c, b->clean, op->doc, op->doc_len, b->knew, b->hit);
     int unique = 0;
     for (uint32_t i = 0; i < c->n_idx; i++)
         unique |= c->idx[i].unique;
@@ -444,6 +637,9 @@ static int32_t lm_put(persistor_instance *inst, MDB_txn *txn, lm_coll *c,
         if ((*mdb = mdb_put(txn, c->ttl, &t, &empty, 0)) != MDB_SUCCESS)
             return PERSISTOR_OK;
     }
+    if (b->any_clean &&
+        (*mdb = lm_unclean(inst, txn, c, b->clean, &b->any_clean, b->hit)) != MDB_SUCCESS)
+        return PERSISTOR_OK;
     b->items++;
     b->bytes += op->doc_len;
     return PERSISTOR_OK;
@@ -481,12 +677,14 @@ int32_t lm_write_ops(persistor_instance *inst, MDB_txn *txn, lm_coll *c,
     int32_t rc = PERSISTOR_OK;
     uint32_t i = 0;
     *mdb = MDB_SUCCESS;
-    b.knew = malloc(2 * (c->n_idx + 1) * sizeof *b.knew);
+    b.knew = malloc(2 * (c->n_idx + 1) * sizeof *b.knew + 2 * (c->n_idx + 1));
     if (b.knew == NULL) {
         *mdb = ENOMEM;
         return PERSISTOR_OK;
     }
     b.kold = b.knew + c->n_idx + 1;
+    b.clean = (int8_t *)(b.kold + c->n_idx + 1);
+    b.hit = (uint8_t *)b.clean + c->n_idx + 1;
     for (; i < n; i++) {
         const persistor_write_op *op = &ops[i];
         if (op->id == NULL) {
@@ -505,6 +703,10 @@ int32_t lm_write_ops(persistor_instance *inst, MDB_txn *txn, lm_coll *c,
             break;
         results[i] = rc;
     }
+    /* What the flags are once this transaction commits (lm_write
+     * publishes them to the readers' cache then). */
+    for (uint32_t j = 0; j < c->n_idx; j++)
+        c->idx[j].pend_clean = b.flags_read ? b.clean[j] : -1;
     free(b.knew);
     *done = i;
     if (*mdb == MDB_SUCCESS && (b.items != 0 || b.bytes != 0))

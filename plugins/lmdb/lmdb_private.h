@@ -1,17 +1,21 @@
 /*
- * lmdb_private.h — what the three files of the lmdb adapter share.
+ * lmdb_private.h — what the five files of the lmdb adapter share.
  *
  *   lmdb.c        the ABI table, options, open/close, the per-process
  *                 environment registry, transactions with map growth,
- *                 error classes, ensure_collection, stats, ping.
+ *                 error classes, write, expire, stats, ping.
+ *   lmdb_collection.c  ensure_collection (spec, handles, index builds)
+ *                 and the indexes' "clean" flags.
  *   lmdb_index.c  keys (ids, index entries, TTL), and the writes that keep
  *                 documents, indexes, TTL and counters in step; expire.
- *   lmdb_query.c  get, exists, query planning, scans, cursors, count.
+ *   lmdb_query.c  query planning, scans, cursors, count.
+ *   lmdb_read.c   get, exists; the sorter and filter shapes kept.
  *
  * On-disk layout (named sub-databases of one environment):
  *
  *   "meta"                  "spec:<coll>"  -> the collection's spec, serialized
  *                           "stat:<coll>"  -> item count and bytes (2 x u64 LE)
+ *                           "clean:<index sub-db name>" -> "" (see below)
  *   "d:<coll>"              main key(id)   -> the document's BSON
  *   "i:<n>:<coll>:<index>"  entry key      -> main key of the document
  *   "t:<coll>"              ms(BE, sign-flipped) + main key -> ""
@@ -25,6 +29,16 @@
  * answers stay exact even under a hash collision; order among entries
  * that share their first LM_PREFIX bytes is restored at query time by
  * recomputing the full keys from the documents (see lmdb_query.c).
+ *
+ * Clean indexes.  "clean:<i:...>" in meta says that no document stored in
+ * that index since it was last built has an array in one of its fields, so
+ * a query need not look for the "array" key ranges.  Only plain indexes
+ * (top-level fields, the only ones queries push down to) get it: written
+ * when the index is built from documents without arrays, deleted in the
+ * write transaction that first stores an array in one of its fields, never
+ * set again until a rebuild.  No key (an environment of an older version
+ * included) means "maybe arrays": the slow, always-right path.  A reader
+ * caches the flag for the snapshot (txn id) it read it in.
  */
 #ifndef PERSISTOR_LMDB_PRIVATE_H
 #define PERSISTOR_LMDB_PRIVATE_H
@@ -64,6 +78,11 @@ typedef struct lm_index {
     MDB_dbi dbi;
     int unique;
     int plain; /* no dotted field: usable for push-down */
+    char *clean_key;      /* "clean:<sub-db name>" (plain indexes only) */
+    size_t clean_key_len;
+    size_t clean_txnid;   /* the snapshot `clean` was read in */
+    int clean;            /* the flag as read then; -1: not read yet */
+    int pend_clean;       /* as the last write batch leaves it; -1: unknown */
 } lm_index;
 
 typedef struct lm_coll {
@@ -73,8 +92,18 @@ typedef struct lm_coll {
     lm_index *idx;
     uint32_t n_idx;
     int has_ttl;
+    int firsts_cover; /* every field of a plain index leads one (lmdb_index.c) */
     char *stat_key; /* "stat:<coll>" */
 } lm_coll;
+
+/* A filter's shape: its top-level keys and their scalar types, values
+ * left out (see lm_filter_shape). */
+#define LM_SHAPES 8
+#define LM_SHAPE_MAX 256
+typedef struct lm_shape {
+    uint32_t len; /* 0: an empty slot */
+    uint8_t b[LM_SHAPE_MAX];
+} lm_shape;
 
 struct persistor_instance {
     const persistor_host *host;
@@ -90,6 +119,12 @@ struct persistor_instance {
     persistor_buffer key, key2;      /* scratch for host->index_key */
     uint8_t *scratch;                /* a copy of a document being replaced */
     size_t scratch_cap;
+    /* Compiled once, reused (calls are serialised; see lmdb_read.c). */
+    uint8_t *sort_bytes;             /* the sort the cached sorter compiled */
+    uint32_t sort_len;
+    persistor_sorter *sorter;
+    lm_shape shapes[LM_SHAPES];      /* filter shapes matcher_new accepted */
+    uint32_t next_shape;
 };
 
 /* A read or write transaction with the environment's lock held. */
@@ -104,13 +139,23 @@ int32_t lm_begin(persistor_instance *inst, int write, lm_txn *t, persistor_error
 void lm_end(persistor_instance *inst, lm_txn *t);    /* abort / reset */
 int lm_commit(persistor_instance *inst, lm_txn *t);  /* the MDB code */
 int32_t lm_grow(persistor_instance *inst, persistor_error *err);
-int32_t lm_coll_get(persistor_instance *inst, const char *name, lm_coll **out,
-                    persistor_error *err);
 int lm_counts_add(MDB_txn *txn, MDB_dbi meta, const char *stat_key, int64_t items,
                   int64_t bytes);
 int lm_reserve(persistor_instance *inst, size_t n);
 
+/* ---- lmdb_collection.c ---- */
+int32_t lm_coll_get(persistor_instance *inst, const char *name, lm_coll **out,
+                    persistor_error *err);
+int32_t lm_ensure_collection(persistor_instance *inst, const persistor_collection_spec *spec,
+                             persistor_error *err);
+void lm_coll_free(lm_coll *c);
+/* Is `ix` clean in the snapshot of `txn`?  0 on an LMDB error (*mdb). */
+int lm_index_is_clean(persistor_instance *inst, MDB_txn *txn, lm_index *ix, int *mdb);
+
 /* ---- lmdb_index.c ---- */
+/* Does `doc` hold an array in a field of the plain index `ix`? (1 also
+ * when it cannot tell: a damaged document.) */
+int lm_doc_has_array(const lm_index *ix, const uint8_t *doc, uint32_t len);
 uint64_t lm_hash(const void *a, size_t an, const void *b, size_t bn);
 int32_t lm_doc_ok(const uint8_t *doc, uint32_t len);
 /* The main key of `id`: short (the id) or its hash group (LM_GROUP_LEN). */
@@ -153,6 +198,16 @@ int32_t lm_query(persistor_instance *inst, const char *collection, const persist
 int32_t lm_cursor_next(persistor_cursor *cur, const uint8_t **doc, uint32_t *len,
                        persistor_error *err);
 void lm_cursor_close(persistor_cursor *cur);
+
+/* ---- lmdb_read.c ---- */
+void lm_cache_free(persistor_instance *inst); /* the kept sorter */
+/* The matcher of `filter`, or NULL in *m when its shape is known good (then
+ * compiled only if a candidate must be matched).  OK or matcher_new's. */
+int32_t lm_matcher(persistor_instance *inst, const uint8_t *filter, uint32_t len,
+                   persistor_matcher **m, persistor_error *err);
+/* The sorter of `sort`, kept by the instance (not to be freed). */
+int32_t lm_sorter(persistor_instance *inst, const uint8_t *sort, uint32_t len,
+                  const persistor_sorter **out, persistor_error *err);
 int32_t lm_count(persistor_instance *inst, const char *collection, const uint8_t *filter,
                  uint32_t filter_len, uint64_t *out, persistor_error *err);
 

@@ -1,5 +1,6 @@
 /*
- * lmdb_query.c — reads: get, exists, query with push-down, count.
+ * lmdb_query.c — queries with push-down, and count (get and exists, and
+ * the compiled matchers and sorters kept, are lmdb_read.c's).
  *
  * The host's matcher is the judge: every candidate an index range yields
  * is re-checked with host->matcher_match, so a plan only has to find a
@@ -35,28 +36,65 @@ typedef struct lm_hit {
     uint32_t len;
 } lm_hit;
 
+#define LM_INLINE_HITS 32
+
 typedef struct lm_scan {
     persistor_instance *inst;
     MDB_txn *txn;
     lm_coll *c;
-    const persistor_matcher *m;
-    lm_hit *hits;
+    persistor_matcher *m; /* compiled on first use when the shape is known good */
+    const uint8_t *filter;
+    uint32_t filter_len;
+    persistor_error *err;
+    lm_hit *hits; /* `inline_hits` until it outgrows them */
     size_t n, cap;
     size_t max; /* stop after this many hits (0: all) */
     int mdb;    /* an LMDB error */
     int32_t rc; /* a host error (index_key) */
+    int rc_set; /* rc's message is in err already (matcher_new) */
     int exact;  /* the range is the answer: no matcher needed */
+    lm_hit inline_hits[LM_INLINE_HITS];
 } lm_scan;
+
+static void lm_scan_init(lm_scan *s, persistor_instance *inst, MDB_txn *txn, lm_coll *c,
+                         persistor_matcher *m, const uint8_t *filter, uint32_t filter_len,
+                         persistor_error *err)
+{
+    s->inst = inst;
+    s->txn = txn;
+    s->c = c;
+    s->m = m;
+    s->filter = filter;
+    s->filter_len = filter_len;
+    s->err = err;
+    s->hits = s->inline_hits;
+    s->n = s->max = 0;
+    s->cap = LM_INLINE_HITS;
+    s->mdb = MDB_SUCCESS;
+    s->rc = PERSISTOR_OK;
+    s->rc_set = s->exact = 0;
+}
+
+static void lm_scan_free(lm_scan *s)
+{
+    if (s->hits != s->inline_hits)
+        free(s->hits);
+    if (s->m != NULL)
+        s->inst->host->matcher_free(s->m);
+}
 
 static int lm_hit_add(lm_scan *s, const MDB_val *doc)
 {
     if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        lm_hit *h = realloc(s->hits, cap * sizeof *h);
+        size_t cap = s->cap * 2;
+        lm_hit *h = s->hits == s->inline_hits ? malloc(cap * sizeof *h)
+                                              : realloc(s->hits, cap * sizeof *h);
         if (h == NULL) {
             s->mdb = ENOMEM;
             return -1;
         }
+        if (s->hits == s->inline_hits)
+            memcpy(h, s->inline_hits, sizeof s->inline_hits);
         s->hits = h;
         s->cap = cap;
     }
@@ -66,62 +104,26 @@ static int lm_hit_add(lm_scan *s, const MDB_val *doc)
 
 static int lm_consider(lm_scan *s, const MDB_val *doc)
 {
-    if (!s->exact && !s->inst->host->matcher_match(s->m, doc->mv_data, (uint32_t)doc->mv_size))
-        return 0;
+    if (!s->exact) {
+        const persistor_host *host = s->inst->host;
+        if (s->m == NULL) {
+            int32_t rc = host->matcher_new(s->filter, s->filter_len, &s->m, s->err);
+            if (rc != PERSISTOR_OK) {
+                s->m = NULL;
+                s->rc = rc;
+                s->rc_set = 1;
+                return -1;
+            }
+        }
+        if (!host->matcher_match(s->m, doc->mv_data, (uint32_t)doc->mv_size))
+            return 0;
+    }
     return lm_hit_add(s, doc);
 }
 
 static int lm_full(const lm_scan *s)
 {
     return s->max > 0 && s->n >= s->max;
-}
-
-/* ---- get and exists ---------------------------------------------------- */
-
-int32_t lm_get(persistor_instance *inst, const char *collection, const char *id,
-               persistor_buffer *out, persistor_error *err)
-{
-    lm_coll *c;
-    lm_txn t;
-    uint8_t mk[LM_TRUNC_LEN];
-    size_t mk_len;
-    MDB_val v;
-    int32_t rc = lm_coll_get(inst, collection, &c, err);
-    if (rc != PERSISTOR_OK || (rc = lm_begin(inst, 0, &t, err)) != PERSISTOR_OK)
-        return rc;
-    int mdb = lm_main_find(t.txn, c->main, id, mk, &mk_len, &v);
-    if (mdb == MDB_SUCCESS) {
-        if (inst->host->buffer_set(out, v.mv_data, (uint32_t)v.mv_size) != PERSISTOR_OK)
-            rc = inst->host->error_set(err, PERSISTOR_E_NOMEM,
-                                       "%s/%s: out of memory for %zu bytes", collection, id,
-                                       v.mv_size);
-    } else if (mdb == MDB_NOTFOUND) {
-        rc = PERSISTOR_NOT_FOUND;
-    } else {
-        rc = lm_error(inst, mdb, collection, err);
-    }
-    lm_end(inst, &t);
-    return rc;
-}
-
-int32_t lm_exists(persistor_instance *inst, const char *collection, const char *id,
-                  persistor_error *err)
-{
-    lm_coll *c;
-    lm_txn t;
-    uint8_t mk[LM_TRUNC_LEN];
-    size_t mk_len;
-    MDB_val v;
-    int32_t rc = lm_coll_get(inst, collection, &c, err);
-    if (rc != PERSISTOR_OK || (rc = lm_begin(inst, 0, &t, err)) != PERSISTOR_OK)
-        return rc;
-    int mdb = lm_main_find(t.txn, c->main, id, mk, &mk_len, &v);
-    lm_end(inst, &t);
-    if (mdb == MDB_SUCCESS)
-        return PERSISTOR_OK;
-    if (mdb == MDB_NOTFOUND)
-        return PERSISTOR_NOT_FOUND;
-    return lm_error(inst, mdb, collection, err);
 }
 
 /* ---- scans ------------------------------------------------------------- */
@@ -301,7 +303,7 @@ static lm_pred *lm_pred_for(lm_plan *p, const char *field)
     if (p->n_preds == LM_MAX_PREDS)
         return NULL;
     lm_pred *pr = &p->preds[p->n_preds++];
-    memset(pr, 0, sizeof *pr);
+    pr->has_eq = pr->has_lo = pr->has_hi = 0;
     pr->field = field;
     return pr;
 }
@@ -313,7 +315,9 @@ static void lm_plan_filter(lm_plan *p, const uint8_t *filter, uint32_t len)
 {
     bson_t b;
     bson_iter_t it, op;
-    memset(p, 0, sizeof *p);
+    p->n_preds = p->n_fields = 0;
+    p->id = NULL;
+    p->only_eq = 0; /* (the predicates are cleared as they are used: 8 KiB) */
     if (filter == NULL || len == 0 || !bson_init_static(&b, filter, len) ||
         !bson_iter_init(&it, &b))
         return;
@@ -373,15 +377,21 @@ static int32_t lm_values_key(persistor_instance *inst, const lm_index *ix, uint3
     return rc;
 }
 
-/* A growable byte string. */
+/* A growable byte string, in place while it is short (never copied). */
 typedef struct lm_buf {
-    uint8_t *p;
+    uint8_t *p; /* NULL, small, or the heap */
     size_t n;
+    uint8_t small[120];
 } lm_buf;
 
 static int lm_buf_set(lm_buf *b, const uint8_t *a, size_t an, const uint8_t *c, size_t cn)
 {
-    uint8_t *p = realloc(b->p, an + cn + 1);
+    size_t need = an + cn + 1;
+    uint8_t *p = b->p;
+    if (p == NULL || p == b->small)
+        p = need <= sizeof b->small ? b->small : malloc(need);
+    else
+        p = realloc(p, need);
     if (p == NULL)
         return ENOMEM;
     memcpy(p, a, an);
@@ -390,6 +400,12 @@ static int lm_buf_set(lm_buf *b, const uint8_t *a, size_t an, const uint8_t *c, 
     b->p = p;
     b->n = an + cn;
     return 0;
+}
+
+static void lm_buf_free(lm_buf *b)
+{
+    if (b->p != b->small)
+        free(b->p);
 }
 
 static int lm_is_array_value(const bson_iter_t *v)
@@ -474,19 +490,23 @@ typedef struct lm_query_ctx {
 } lm_query_ctx;
 
 /* Scan an index with k equality fields and maybe a range on field k. */
-static void lm_scan_index(lm_scan *s, lm_plan *p, const lm_index *ix, uint32_t k, int range,
+static void lm_scan_index(lm_scan *s, lm_plan *p, lm_index *ix, uint32_t k, int range,
                           int sort_fits, uint64_t want, int *sorted)
 {
     persistor_instance *inst = s->inst;
     bson_iter_t *vals[LM_MAX_PREDS];
-    lm_buf prefix = {0}, start = {0}, stop = {0};
+    lm_buf prefix, start, stop;
     uint8_t ab;
+    prefix.p = start.p = stop.p = NULL;
     for (uint32_t i = 0; i < k; i++)
         vals[i] = &lm_pred_of(p, ix->spec->keys[i].field)->eq;
-    /* Array ranges of the equality fields (and of the range field). */
+    /* Array ranges of the equality fields (and of the range field), which
+     * a clean index has none of. */
     size_t before = s->n;
+    int clean = lm_index_is_clean(inst, s->txn, ix, &s->mdb);
     s->max = 0;
-    for (uint32_t i = 0; i <= k && i < ix->spec->n_keys && s->mdb == 0 && s->rc == 0; i++) {
+    for (uint32_t i = 0; !clean && i <= k && i < ix->spec->n_keys && s->mdb == 0 && s->rc == 0;
+         i++) {
         if (i == k && !range)
             break;
         if ((s->rc = lm_values_key(inst, ix, 0, i, vals, &inst->key)) != PERSISTOR_OK)
@@ -502,7 +522,7 @@ static void lm_scan_index(lm_scan *s, lm_plan *p, const lm_index *ix, uint32_t k
         (s->rc = lm_values_key(inst, ix, 0, k, vals, &inst->key)) != PERSISTOR_OK ||
         (s->mdb = lm_buf_set(&prefix, inst->key.data, inst->key.len, NULL, 0)) != 0)
         goto out;
-    if (*sorted && k < ix->spec->n_keys && !range) {
+    if (*sorted && !clean && k < ix->spec->n_keys && !range) {
         ab = ix->spec->keys[k].direction < 0 ? (uint8_t)~inst->rank_array : inst->rank_array;
         if ((s->mdb = lm_buf_set(&start, prefix.p, prefix.n, &ab, 1)) != 0)
             goto out;
@@ -525,7 +545,8 @@ static void lm_scan_index(lm_scan *s, lm_plan *p, const lm_index *ix, uint32_t k
     bson_iter_t *lo = pr->has_lo && !lm_is_array_value(&pr->lo) ? &pr->lo : NULL;
     bson_iter_t *hi = pr->has_hi && !lm_is_array_value(&pr->hi) ? &pr->hi : NULL;
     uint8_t lo_rank = 0, hi_rank = 0;
-    lm_buf lo_key = {0}, hi_key = {0};
+    lm_buf lo_key, hi_key;
+    lo_key.p = hi_key.p = NULL;
     if (lo && (s->rc = lm_values_key(inst, ix, k, 1, &lo, &inst->key)) == 0 &&
         (s->mdb = lm_buf_set(&lo_key, inst->key.data, inst->key.len, NULL, 0)) == 0)
         lo_rank = lo_key.p[0];
@@ -546,12 +567,12 @@ static void lm_scan_index(lm_scan *s, lm_plan *p, const lm_index *ix, uint32_t k
                                  last ? last->n : 1)) == 0)
             lm_scan_range(s, ix, start.p, start.n, stop.p, stop.n);
     }
-    free(lo_key.p);
-    free(hi_key.p);
+    lm_buf_free(&lo_key);
+    lm_buf_free(&hi_key);
 out:
-    free(prefix.p);
-    free(start.p);
-    free(stop.p);
+    lm_buf_free(&prefix);
+    lm_buf_free(&start);
+    lm_buf_free(&stop);
 }
 
 /* Merge sort with the host's sorter: stable. */
@@ -590,11 +611,11 @@ static void lm_run(lm_scan *s, const uint8_t *filter, uint32_t filter_len, const
         *sorted = 1;
         return;
     }
-    const lm_index *best = NULL;
+    lm_index *best = NULL;
     uint32_t best_k = 0;
     int best_range = 0, best_score = 0, best_fits = 0;
     for (uint32_t i = 0; i < s->c->n_idx; i++) {
-        const lm_index *ix = &s->c->idx[i];
+        lm_index *ix = &s->c->idx[i];
         int range;
         uint32_t k = lm_index_fit(&plan, ix, &range);
         int score = (int)k * 2 + range;
@@ -623,31 +644,40 @@ static void lm_run(lm_scan *s, const uint8_t *filter, uint32_t filter_len, const
 static int32_t lm_scan_error(persistor_instance *inst, const lm_scan *s, const char *coll,
                              persistor_error *err)
 {
+    if (s->rc != PERSISTOR_OK && s->rc_set)
+        return s->rc;
     if (s->rc != PERSISTOR_OK)
         return inst->host->error_set(err, s->rc, "%s: cannot compute an index key", coll);
     return lm_error(inst, s->mdb, coll, err);
 }
+
+/* ---- query and count --------------------------------------------------- */
 
 int32_t lm_query(persistor_instance *inst, const char *collection, const persistor_query *q,
                  persistor_cursor **out, persistor_error *err)
 {
     const persistor_host *host = inst->host;
     persistor_matcher *m = NULL;
-    persistor_sorter *so = NULL;
+    const persistor_sorter *so = NULL;
     lm_coll *c;
     lm_txn t;
+    lm_scan s;
     int sorted;
     int has_sort = q->sort != NULL && q->sort_len > 0;
     int32_t rc = lm_coll_get(inst, collection, &c, err);
-    if (rc != PERSISTOR_OK || (rc = host->matcher_new(q->filter, q->filter_len, &m, err)) != 0)
+    if (rc != PERSISTOR_OK || (rc = lm_matcher(inst, q->filter, q->filter_len, &m, err)) != 0)
         return rc;
-    if (has_sort && (rc = host->sorter_new(q->sort, q->sort_len, &so, err)) != PERSISTOR_OK) {
-        host->matcher_free(m);
+    if (has_sort && (rc = lm_sorter(inst, q->sort, q->sort_len, &so, err)) != PERSISTOR_OK) {
+        if (m != NULL)
+            host->matcher_free(m);
         return rc;
     }
-    if ((rc = lm_begin(inst, 0, &t, err)) != PERSISTOR_OK)
-        goto done;
-    lm_scan s = {inst, t.txn, c, m, NULL, 0, 0, 0, MDB_SUCCESS, PERSISTOR_OK, 0};
+    if ((rc = lm_begin(inst, 0, &t, err)) != PERSISTOR_OK) {
+        if (m != NULL)
+            host->matcher_free(m);
+        return rc;
+    }
+    lm_scan_init(&s, inst, t.txn, c, m, q->filter, q->filter_len, err);
     uint64_t want = q->limit > 0 ? q->skip + q->limit : 0;
     lm_run(&s, q->filter, q->filter_len, has_sort ? q->sort : NULL, q->sort_len, want, &sorted);
     if (s.mdb != MDB_SUCCESS || s.rc != PERSISTOR_OK) {
@@ -681,11 +711,7 @@ int32_t lm_query(persistor_instance *inst, const char *collection, const persist
         }
     }
     lm_end(inst, &t);
-    free(s.hits);
-done:
-    if (so != NULL)
-        host->sorter_free(so);
-    host->matcher_free(m);
+    lm_scan_free(&s);
     return rc;
 }
 
@@ -709,24 +735,26 @@ void lm_cursor_close(persistor_cursor *cur)
 int32_t lm_count(persistor_instance *inst, const char *collection, const uint8_t *filter,
                  uint32_t filter_len, uint64_t *out, persistor_error *err)
 {
-    const persistor_host *host = inst->host;
     persistor_matcher *m = NULL;
     lm_coll *c;
     lm_txn t;
+    lm_scan s;
     int sorted;
     int32_t rc = lm_coll_get(inst, collection, &c, err);
-    if (rc != PERSISTOR_OK || (rc = host->matcher_new(filter, filter_len, &m, err)) != 0)
+    if (rc != PERSISTOR_OK || (rc = lm_matcher(inst, filter, filter_len, &m, err)) != 0)
         return rc;
-    if ((rc = lm_begin(inst, 0, &t, err)) == PERSISTOR_OK) {
-        lm_scan s = {inst, t.txn, c, m, NULL, 0, 0, 0, MDB_SUCCESS, PERSISTOR_OK, 0};
-        lm_run(&s, filter, filter_len, NULL, 0, 0, &sorted);
-        if (s.mdb != MDB_SUCCESS || s.rc != PERSISTOR_OK)
-            rc = lm_scan_error(inst, &s, collection, err);
-        else
-            *out = s.n;
-        lm_end(inst, &t);
-        free(s.hits);
+    if ((rc = lm_begin(inst, 0, &t, err)) != PERSISTOR_OK) {
+        if (m != NULL)
+            inst->host->matcher_free(m);
+        return rc;
     }
-    host->matcher_free(m);
+    lm_scan_init(&s, inst, t.txn, c, m, filter, filter_len, err);
+    lm_run(&s, filter, filter_len, NULL, 0, 0, &sorted);
+    if (s.mdb != MDB_SUCCESS || s.rc != PERSISTOR_OK)
+        rc = lm_scan_error(inst, &s, collection, err);
+    else
+        *out = s.n;
+    lm_end(inst, &t);
+    lm_scan_free(&s);
     return rc;
 }

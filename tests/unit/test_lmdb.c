@@ -712,28 +712,14 @@ static void pd_as_set(char *list)
     free(copy);
 }
 
-/* A sort leaves ties to the store; the cases end with _id or cannot tie,
- * except the unsorted ones, which compare as sets. */
-static void test_push_down_answers_as_a_full_scan_does(void **state)
+/* Every filter x sort x page of `coll` (holding docs[0..n)) against a full
+ * scan with the host's matcher and sorter; count agrees too.  A sort
+ * leaves ties to the store; the cases end with _id or cannot tie, except
+ * the unsorted ones, which compare as sets. */
+static void pd_check(lt_inst *m, const char *coll, bson_t **docs, size_t n, const char *phase)
 {
-    static const persistor_index_key xt[] = {{"xc", 1}, {"ts", 1}};
-    static const persistor_index_key tk[] = {{"ts", 1}};
-    static const persistor_index_key gk[] = {{"g", -1}};
-    static const persistor_index_key sk[] = {{"s", 1}};
-    static const persistor_index_spec idx[] = {
-        {"xc_1_ts_1", xt, 2, 0}, {"ts_1", tk, 1, 0}, {"g_-1", gk, 1, 0}, {"s_1", sk, 1, 0}};
-    enum { N = sizeof pd_docs / sizeof pd_docs[0] };
-    bson_t *docs[N];
-    lt_inst m;
-    bson_error_t e;
-    lt_open_ok(*state, &m, NULL);
-    lt_ensure(&m, "c", idx, 4);
-    for (size_t i = 0; i < N; i++) {
-        docs[i] = bson_new_from_json((const uint8_t *)pd_docs[i], -1, &e);
-        assert_non_null(docs[i]);
-        assert_int_equal(lt_put(&m, "c", PERSISTOR_WRITE_INSERT_IF_ABSENT, docs[i]), 0);
-    }
     static const uint64_t limits[][2] = {{0, 0}, {0, 2}, {1, 3}};
+    bson_error_t e;
     for (size_t f = 0; f < sizeof pd_filters / sizeof pd_filters[0]; f++) {
         bson_t *filter = bson_new_from_json((const uint8_t *)pd_filters[f], -1, &e);
         assert_non_null(filter);
@@ -741,39 +727,206 @@ static void test_push_down_answers_as_a_full_scan_does(void **state)
             bson_t *sort = pd_sorts[s] ? bson_new_from_json((const uint8_t *)pd_sorts[s], -1, &e)
                                        : NULL;
             for (size_t l = 0; l < (sort ? 3u : 1u); l++) {
-                char *want = pd_expect(m.w->host, docs, N, filter, sort, limits[l][0],
+                char *want = pd_expect(m->w->host, docs, n, filter, sort, limits[l][0],
                                        limits[l][1]);
-                char *got = lt_ids(&m, "c", filter, sort, limits[l][0], limits[l][1]);
+                char *got = lt_ids(m, coll, filter, sort, limits[l][0], limits[l][1]);
                 if (sort == NULL) {
                     pd_as_set(want);
                     pd_as_set(got);
                 }
                 if (strcmp(want, got) != 0)
-                    fail_msg("filter %s sort %s skip %d limit %d: expected [%s] got [%s]",
-                             pd_filters[f], pd_sorts[s] ? pd_sorts[s] : "-", (int)limits[l][0],
-                             (int)limits[l][1], want, got);
+                    fail_msg("%s: %s: filter %s sort %s skip %d limit %d: expected [%s] got "
+                             "[%s]",
+                             phase, coll, pd_filters[f], pd_sorts[s] ? pd_sorts[s] : "-",
+                             (int)limits[l][0], (int)limits[l][1], want, got);
                 free(want);
                 free(got);
             }
             /* count agrees too */
-            uint64_t n = 0;
+            uint64_t got_n = 0;
             persistor_error err = {0};
-            char *want = pd_expect(m.w->host, docs, N, filter, NULL, 0, 0);
-            assert_int_equal(m.w->api->count(m.inst, "c", bson_get_data(filter), filter->len,
-                                             &n, &err),
+            char *want = pd_expect(m->w->host, docs, n, filter, NULL, 0, 0);
+            assert_int_equal(m->w->api->count(m->inst, coll, bson_get_data(filter), filter->len,
+                                              &got_n, &err),
                              PERSISTOR_OK);
             size_t commas = want[0] ? 1 : 0;
             for (char *p = want; *p; p++)
                 commas += *p == ',';
-            assert_int_equal(n, commas);
+            if (got_n != commas)
+                fail_msg("%s: %s: count %s: expected %zu got %llu", phase, coll, pd_filters[f],
+                         commas, (unsigned long long)got_n);
             free(want);
             if (sort)
                 bson_destroy(sort);
         }
         bson_destroy(filter);
     }
+}
+
+static int pd_has_array(const bson_t *doc)
+{
+    bson_iter_t it;
+    assert_true(bson_iter_init(&it, doc));
+    while (bson_iter_next(&it))
+        if (BSON_ITER_HOLDS_ARRAY(&it))
+            return 1;
+    return 0;
+}
+
+/*
+ * Indexes start "clean" (no array in their fields: queries skip the array
+ * key ranges) and stop being clean when one is stored.  Each phase checks
+ * every answer against a full scan:
+ *   1. only documents without arrays (every index clean);
+ *   2. an index added then (built clean from them);
+ *   3. the array documents written by a second instance of the same
+ *      environment, after the first one read the flags (its cached
+ *      flags must not outlive the snapshot they were read in);
+ *   4. an upsert turning a document's scalar into an array, and a fresh
+ *      reopen, which reads the flags from the store;
+ *   5. an index built from documents that hold arrays.
+ * Collection "c" has every indexed field lead some index (arrays are told
+ * by the keys' first bytes), "w" does not (its documents are walked).
+ */
+static void test_push_down_answers_as_a_full_scan_does(void **state)
+{
+    static const persistor_index_key xt[] = {{"xc", 1}, {"ts", 1}};
+    static const persistor_index_key tk[] = {{"ts", 1}};
+    static const persistor_index_key gk[] = {{"g", -1}};
+    static const persistor_index_key sk[] = {{"s", 1}};
+    static const persistor_index_key sg[] = {{"s", 1}, {"g", 1}};
+    static const persistor_index_key tx[] = {{"ts", -1}, {"xc", 1}};
+    static const persistor_index_spec idx[] = {{"xc_1_ts_1", xt, 2, 0}, {"ts_1", tk, 1, 0},
+                                               {"g_-1", gk, 1, 0},      {"s_1", sk, 1, 0},
+                                               {"s_1_g_1", sg, 2, 0},   {"ts_-1_xc_1", tx, 2, 0}};
+    static const persistor_index_spec widx[] = {{"xc_1_ts_1", xt, 2, 0}, {"g_-1", gk, 1, 0}};
+    enum { N = sizeof pd_docs / sizeof pd_docs[0] };
+    bson_t *docs[N], *have[N];
+    size_t n = 0;
+    lt_inst m, m2;
+    bson_error_t e;
+    lt_open_ok(*state, &m, NULL);
+    lt_ensure(&m, "c", idx, 4);
+    lt_ensure(&m, "w", widx, 2);
+    for (size_t i = 0; i < N; i++) {
+        docs[i] = bson_new_from_json((const uint8_t *)pd_docs[i], -1, &e);
+        assert_non_null(docs[i]);
+    }
+    /* 1. scalars only */
+    for (size_t i = 0; i < N; i++) {
+        if (pd_has_array(docs[i]))
+            continue;
+        assert_int_equal(lt_put(&m, "c", PERSISTOR_WRITE_INSERT_IF_ABSENT, docs[i]), 0);
+        assert_int_equal(lt_put(&m, "w", PERSISTOR_WRITE_INSERT_IF_ABSENT, docs[i]), 0);
+        have[n++] = docs[i];
+    }
+    assert_true(n < N);
+    pd_check(&m, "c", have, n, "scalars");
+    pd_check(&m, "w", have, n, "scalars");
+    /* 2. an index built on them */
+    lt_ensure(&m, "c", idx, 5);
+    pd_check(&m, "c", have, n, "index added");
+    /* 3. arrays from another instance of the environment */
+    lt_open_ok(*state, &m2, NULL);
+    lt_ensure(&m2, "c", idx, 5);
+    lt_ensure(&m2, "w", widx, 2);
+    for (size_t i = 0; i < N; i++) {
+        if (!pd_has_array(docs[i]))
+            continue;
+        assert_int_equal(lt_put(&m2, "c", PERSISTOR_WRITE_INSERT_IF_ABSENT, docs[i]), 0);
+        assert_int_equal(lt_put(&m2, "w", PERSISTOR_WRITE_INSERT_IF_ABSENT, docs[i]), 0);
+        have[n++] = docs[i];
+    }
+    assert_int_equal(n, N);
+    pd_check(&m, "c", have, n, "arrays by another instance");
+    pd_check(&m, "w", have, n, "arrays by another instance");
+    lt_close(&m2);
+    /* 4. an upsert brings the first array of "s" into a fresh collection */
+    lt_ensure(&m, "u", idx, 5);
+    n = 0;
+    for (size_t i = 0; i < N; i++)
+        if (!pd_has_array(docs[i])) {
+            assert_int_equal(lt_put(&m, "u", PERSISTOR_WRITE_UPSERT, docs[i]), 0);
+            have[n++] = docs[i];
+        }
+    pd_check(&m, "u", have, n, "before the upsert");
+    bson_t *up = bson_new_from_json(
+        (const uint8_t *)"{\"_id\": \"a2\", \"xc\": \"X\", \"ts\": 3, \"g\": 2, "
+                         "\"s\": [\"a\", \"q\"]}",
+        -1, &e);
+    assert_non_null(up);
+    assert_int_equal(lt_put(&m, "u", PERSISTOR_WRITE_UPSERT, up), 0);
+    for (size_t i = 0; i < n; i++)
+        if (have[i] == docs[1])
+            have[i] = up;
+    pd_check(&m, "u", have, n, "after the upsert");
+    lt_close(&m);
+    lt_open_ok(*state, &m, NULL);
+    lt_ensure(&m, "u", idx, 5);
+    pd_check(&m, "u", have, n, "reopened");
+    /* 5. an index built from documents with arrays */
+    lt_ensure(&m, "c", idx, 6);
+    pd_check(&m, "c", docs, N, "index built over arrays");
+    bson_destroy(up);
     for (size_t i = 0; i < N; i++)
         bson_destroy(docs[i]);
+    lt_close(&m);
+}
+
+/* Filters and sorts are still refused after accepted ones with the same
+ * keys (the adapter keeps shapes and the last sorter). */
+static void test_refusals_survive_the_compile_caches(void **state)
+{
+    static const persistor_index_key xt[] = {{"xc", 1}, {"ts", 1}};
+    static const persistor_index_spec idx[] = {{"xc_1_ts_1", xt, 2, 0}};
+    static const char *const cases[][2] = {
+        {"{\"xc\": \"X\"}", NULL},
+        {"{\"xc\": {\"$regex\": \"X\"}}", "$regex"},
+        {"{\"xc\": {\"$regularExpression\": {\"pattern\": \"X\", \"options\": \"\"}}}",
+         "$regex"},
+        {"{\"xc\": \"Y\", \"$where\": \"1\"}", "$where"},
+        {"{\"xc\": \"Z\"}", NULL},
+    };
+    lt_inst m;
+    bson_error_t e;
+    lt_open_ok(*state, &m, NULL);
+    lt_ensure(&m, "c", idx, 1);
+    bson_t *doc = bson_new_from_json((const uint8_t *)"{\"_id\": \"a\", \"xc\": \"Z\"}", -1, &e);
+    assert_int_equal(lt_put(&m, "c", PERSISTOR_WRITE_UPSERT, doc), 0);
+    bson_t *sort = bson_new_from_json((const uint8_t *)"{\"ts\": 1, \"_id\": 1}", -1, &e);
+    bson_t *bad_sort = bson_new_from_json((const uint8_t *)"{\"$ts\": 1}", -1, &e);
+    for (int round = 0; round < 2; round++)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            bson_t *filter = bson_new_from_json((const uint8_t *)cases[i][0], -1, &e);
+            assert_non_null(filter);
+            const bson_t *sorts[] = {NULL, sort, bad_sort, sort};
+            for (size_t s = 0; s < 4; s++) {
+                persistor_query q = {sizeof q, filter->len, bson_get_data(filter),
+                                     sorts[s] ? sorts[s]->len : 0,
+                                     sorts[s] ? bson_get_data(sorts[s]) : NULL, 0, 0};
+                persistor_cursor *cur = NULL;
+                persistor_error err = {0};
+                int32_t rc = m.w->api->query(m.inst, "c", &q, &cur, &err);
+                if (cases[i][1] != NULL) {
+                    assert_int_equal(rc, PERSISTOR_E_INVALID);
+                    assert_non_null(strstr(err.message, cases[i][1]));
+                } else if (sorts[s] == bad_sort) {
+                    assert_int_equal(rc, PERSISTOR_E_INVALID);
+                } else {
+                    assert_int_equal(rc, PERSISTOR_OK);
+                    m.w->api->cursor_close(cur);
+                }
+                uint64_t cnt = 0;
+                rc = m.w->api->count(m.inst, "c", bson_get_data(filter), filter->len, &cnt, &err);
+                assert_int_equal(rc, cases[i][1] ? PERSISTOR_E_INVALID : PERSISTOR_OK);
+                if (cases[i][1] == NULL)
+                    assert_int_equal(cnt, strstr(cases[i][0], "Z") ? 1 : 0);
+            }
+            bson_destroy(filter);
+        }
+    bson_destroy(doc);
+    bson_destroy(sort);
+    bson_destroy(bad_sort);
     lt_close(&m);
 }
 
@@ -790,6 +943,7 @@ int main(void)
         T(test_a_garbage_data_file_is_corrupt_naming_the_path),
         T(test_max_map_size_below_map_size_is_a_config_error),
         T(test_push_down_answers_as_a_full_scan_does),
+        T(test_refusals_survive_the_compile_caches),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
