@@ -380,6 +380,7 @@ static void sq_close(persistor_instance *inst)
     /* sqlite3_close (not _v2): every statement is finalized by now. */
     if (inst->db != NULL)
         sqlite3_close(inst->db);
+    sq_query_cache_free(inst);
     inst->host->buffer_free(&inst->keybuf);
     free(inst->arena);
     free(inst);

@@ -5,8 +5,10 @@
  *                        mapping of SQLite result codes to persistor's
  *   sqlite_collection.c  tables, index columns, ensure_collection, writes,
  *                        get/exists/stats/expire
- *   sqlite_query.c       query planning (push-down onto index key columns),
- *                        cursors and count
+ *   sqlite_query.c       query planning (push-down onto index key columns)
+ *                        and running a plan
+ *   sqlite_cursor.c      query and count: cursors, the answer's order, and
+ *                        what a query reuses from the last one
  *
  * Nothing here is exported: only persistor_adapter_entry leaves the .so.
  *
@@ -56,9 +58,13 @@ enum {
 typedef struct sq_index {
     const persistor_index_spec *spec; /* the host's, valid until close */
     char column[2 + 2 * SQ_MAX_INDEX_NAME + 1]; /* "k_<hex>" */
-    sqlite3_stmt *range;              /* seq, doc WHERE k >= ? AND k < ? */
-    sqlite3_stmt *from;               /* seq, doc WHERE k >= ?           */
+    sqlite3_stmt *range;              /* seq, doc, k WHERE k >= ? AND k < ? */
+    sqlite3_stmt *from;               /* seq, doc, k WHERE k >= ?           */
     persistor_buffer key;             /* scratch: this index's key of a write */
+    /* The level-0 array/null ranges of query plans (sqlite_query.c) were
+     * empty when the file's data version was probe0_version. */
+    int probe0_clean;
+    uint32_t probe0_version;
 } sq_index;
 
 typedef struct sq_collection {
@@ -82,6 +88,13 @@ struct persistor_instance {
     size_t arena_cap;
     int key_bytes_known;                     /* null_byte/array_byte are set */
     uint8_t null_byte, array_byte;           /* first key byte of null, of [] */
+    /* Kept from one query to the next (sqlite_cursor.c): the last valid
+     * sort compiled (same bytes, same sorter) and a closed cursor's
+     * buffers. */
+    uint8_t *sort_bytes;
+    uint32_t sort_len;
+    persistor_sorter *sorter;
+    persistor_cursor *spare;
 };
 
 /* ---- sqlite.c ------------------------------------------------------- */
@@ -140,6 +153,53 @@ int32_t sq_expire(persistor_instance *inst, const char *collection, int64_t cuto
 
 /* ---- sqlite_query.c --------------------------------------------------- */
 
+#define SQ_MAX_LEVELS 8 /* index fields a plan constrains */
+#define SQ_MAX_RANGES (1 + 2 * (SQ_MAX_LEVELS + 1))
+
+typedef struct sq_range {
+    size_t lo, lo_len, hi, hi_len; /* offsets into inst->arena */
+    int open_hi;                   /* no upper bound */
+    int probe0;                    /* only keys with an array (or null) first */
+} sq_range;
+
+enum { SQ_PLAN_SCAN, SQ_PLAN_ID, SQ_PLAN_INDEX };
+
+/* Which rows a query reads.  SCAN and ID yield rows in write order; INDEX
+ * yields them in (key, seq) order, the ranges being disjoint and sorted. */
+typedef struct sq_qplan {
+    int kind;
+    const char *id; /* SQ_PLAN_ID */
+    uint32_t id_len;
+    sq_index *ix;       /* SQ_PLAN_INDEX: */
+    uint32_t e;         /* equalities on ix's first e fields */
+    int ranged;         /* and a range on field e */
+    size_t q, q_len;    /* the key of those e values (inst->arena) */
+    int exact;          /* the filter is those equalities and nothing else */
+    int null_dotted_eq; /* one of them is null on a dotted field */
+    sq_range ranges[SQ_MAX_RANGES];
+    size_t n_ranges;
+    size_t arena_used;
+} sq_qplan;
+
+/* A row a plan yields, matched: 0 to go on, 1 to stop, or an error.
+ * `key` is the row's key column for INDEX plans, else NULL. */
+typedef int32_t (*sq_take_fn)(void *ctx, int64_t seq, const uint8_t *doc, uint32_t len,
+                              const uint8_t *key, uint32_t key_len);
+
+/* Choose the plan of `filter` (never fails: SCAN is always possible). */
+void sq_plan_query(persistor_instance *inst, sq_collection *c, const uint8_t *filter,
+                   uint32_t filter_len, sq_qplan *p);
+/* Run it, handing every matching row to `take`: in write order for SCAN
+ * and ID, for INDEX mostly in key order (sqlite_cursor.c checks). */
+int32_t sq_run(persistor_instance *inst, sq_collection *c, const sq_qplan *p,
+               const persistor_matcher *m, sq_take_fn take, void *ctx, persistor_error *err);
+/* Does `key` start with the plan's equality prefix (so its first e values
+ * compare equal to the filter's)? */
+int sq_in_prefix(const persistor_instance *inst, const sq_qplan *p, const uint8_t *key,
+                 uint32_t key_len);
+
+/* ---- sqlite_cursor.c -------------------------------------------------- */
+
 int32_t sq_query(persistor_instance *inst, const char *collection, const persistor_query *q,
                  persistor_cursor **out, persistor_error *err);
 int32_t sq_cursor_next(persistor_cursor *cur, const uint8_t **doc, uint32_t *len,
@@ -147,5 +207,7 @@ int32_t sq_cursor_next(persistor_cursor *cur, const uint8_t **doc, uint32_t *len
 void sq_cursor_close(persistor_cursor *cur);
 int32_t sq_count(persistor_instance *inst, const char *collection, const uint8_t *filter,
                  uint32_t filter_len, uint64_t *out, persistor_error *err);
+/* Free what queries keep between calls (at close). */
+void sq_query_cache_free(persistor_instance *inst);
 
 #endif

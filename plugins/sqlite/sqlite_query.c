@@ -1,13 +1,12 @@
 /*
- * sqlite_query.c — queries: which rows to read (push-down onto _id or an
- * index key column), the host's matcher as the judge of every row, the
- * host's sorter for the order, and cursors.
+ * sqlite_query.c — which rows a query reads (push-down onto _id or an
+ * index key column) and running that plan, with the host's matcher as the
+ * judge of every row.  Cursors and the answer's order: sqlite_cursor.c.
  *
  * Results are identical to the memory adapter's by construction: a plan
  * only chooses *candidate* rows, always a superset of the matches, and
- * every candidate is re-checked with host->matcher_match.  The order is
- * memory's too: sorted with host->sorter_compare, ties (and unsorted
- * answers) in write order (seq).  Skip and limit apply last.
+ * every candidate is re-checked with host->matcher_match — except where
+ * that check provably says yes (below).
  *
  * Push-down rules, on the filter's top level and inside top-level $and:
  *
@@ -28,11 +27,16 @@
  * nor are values other than numbers, strings, dates, booleans, ObjectIds
  * and null.  Anything else scans the table in write order.
  *
- * Cursors are materialized: query() reads every answer into memory and
- * resets its statements.  The host may write between two cursor_next calls
- * (on this very connection): an open statement would see a moving table,
- * pin an old WAL snapshot (blocking checkpoints while a cursor idles), and
- * tie up the collection's cached statement.  Memory does the same.
+ * Rows the matcher need not see.  When the filter is nothing but
+ * {f0: v0, ..., f(e-1): v(e-1)} on an index's first e distinct fields, each
+ * v a non-null pushable scalar, a row whose key starts with Q = key(v0..)
+ * matches: key values are prefix-free (a rank byte and a self-delimiting
+ * payload), so its first e values have exactly Q's bytes, which by
+ * index_key's promise means each compares equal to its v, and is neither
+ * an array (another rank) nor a dotted path through an array (that indexes
+ * as null, and no v is null).  The matcher's equality on such a value is
+ * that same comparison.  Rows outside Q (the array and null ranges) are
+ * still matched.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,26 +132,6 @@ static void sq_cond_scan(const uint8_t *data, uint32_t len, const char *field, s
 
 /* ---- plans ------------------------------------------------------------ */
 
-#define SQ_MAX_LEVELS 8 /* index fields a plan constrains */
-#define SQ_MAX_RANGES (1 + 2 * (SQ_MAX_LEVELS + 1))
-
-typedef struct sq_range {
-    size_t lo, lo_len, hi, hi_len; /* offsets into inst->arena */
-    int open_hi;                   /* no upper bound */
-} sq_range;
-
-enum { SQ_PLAN_SCAN, SQ_PLAN_ID, SQ_PLAN_INDEX };
-
-typedef struct sq_qplan {
-    int kind;
-    const char *id; /* SQ_PLAN_ID */
-    uint32_t id_len;
-    sq_index *ix; /* SQ_PLAN_INDEX */
-    sq_range ranges[SQ_MAX_RANGES];
-    size_t n_ranges;
-    size_t arena_used;
-} sq_qplan;
-
 /* One bound's half of a range, in key order: [start, end). */
 typedef struct sq_half {
     uint8_t start[1024], end[1024];
@@ -197,6 +181,7 @@ static int sq_add_range(persistor_instance *inst, sq_qplan *p, const uint8_t *lo
     if (p->n_ranges == SQ_MAX_RANGES)
         return -1;
     r->open_hi = 0;
+    r->probe0 = 0;
     if (hi == NULL) {
         if (lo_len > sizeof succ)
             return -1; /* a long bound: the caller falls back to a scan */
@@ -247,6 +232,7 @@ static void sq_normalize(persistor_instance *inst, sq_qplan *p)
                 last->hi_len = r[i].hi_len;
                 last->open_hi = r[i].open_hi;
             }
+            last->probe0 = last->probe0 && r[i].probe0; /* still only level-0 probes? */
             continue;
         }
         r[out++] = r[i];
@@ -331,6 +317,10 @@ static int sq_plan_index(persistor_instance *inst, sq_index *ix, const sq_cond *
     uint32_t levels = e + (ranged ? 1 : 0);
     p->kind = SQ_PLAN_INDEX;
     p->ix = ix;
+    p->e = e;
+    p->ranged = ranged;
+    p->exact = 0;
+    p->null_dotted_eq = 0;
     p->n_ranges = 0;
     p->arena_used = 0;
     if (sq_learn_key_bytes(inst) != 0)
@@ -338,7 +328,8 @@ static int sq_plan_index(persistor_instance *inst, sq_index *ix, const sq_cond *
     for (uint32_t j = 0; j < e; j++)
         vals[j] = &conds[j].eq;
     /* Arrays (and nulls, on dotted paths) at each level, after the exact
-     * prefix of the levels before it. */
+     * prefix of the levels before it.  Level 0's are the same for every
+     * query on ix: marked, so sq_run can skip them while known empty. */
     for (uint32_t j = 0; j < levels; j++) {
         int desc = ix->spec->keys[j].direction < 0;
         if (sq_key_of(inst, ix, vals, j) != 0 ||
@@ -346,14 +337,22 @@ static int sq_plan_index(persistor_instance *inst, sq_index *ix, const sq_cond *
                         desc ? (uint8_t)~inst->array_byte : inst->array_byte) != 0 ||
             sq_add_range(inst, p, a, a_len, NULL, 0) != 0)
             return -1;
-        if (strchr(ix->spec->keys[j].field, '.') != NULL &&
-            (sq_take_key(inst, a, sizeof a, &a_len,
-                         desc ? (uint8_t)~inst->null_byte : inst->null_byte) != 0 ||
-             sq_add_range(inst, p, a, a_len, NULL, 0) != 0))
-            return -1;
+        p->ranges[p->n_ranges - 1].probe0 = j == 0;
+        if (strchr(ix->spec->keys[j].field, '.') != NULL) {
+            if (sq_take_key(inst, a, sizeof a, &a_len,
+                            desc ? (uint8_t)~inst->null_byte : inst->null_byte) != 0 ||
+                sq_add_range(inst, p, a, a_len, NULL, 0) != 0)
+                return -1;
+            p->ranges[p->n_ranges - 1].probe0 = j == 0;
+        }
     }
-    if (sq_key_of(inst, ix, vals, e) != 0 || sq_take_key(inst, q, sizeof q, &q_len, -1) != 0)
+    if (sq_key_of(inst, ix, vals, e) != 0 || sq_take_key(inst, q, sizeof q, &q_len, -1) != 0 ||
+        sq_arena_put(inst, p, q, q_len, &p->q) != 0)
         return -1;
+    p->q_len = q_len;
+    for (uint32_t j = 0; j < e; j++)
+        if (BSON_ITER_HOLDS_NULL(&conds[j].eq) && strchr(ix->spec->keys[j].field, '.') != NULL)
+            p->null_dotted_eq = 1;
     if (!ranged) {
         if (sq_add_range(inst, p, q, q_len, NULL, 0) != 0)
             return -1;
@@ -413,13 +412,44 @@ static int sq_plan_index(persistor_instance *inst, sq_index *ix, const sq_cond *
     return 0;
 }
 
+/* Is the filter exactly {f0: v0, ..., f(e-1): v(e-1)} on ix's first e
+ * fields, distinct, each v a non-null pushable scalar (see the top of the
+ * file)?  Each top-level key must be one of those fields, and there must be
+ * e of them: each field has its condition (the plan found it), so each
+ * appears once, and that element is the condition the plan pushed down. */
+static int sq_exact_filter(const uint8_t *filter, uint32_t filter_len, const sq_index *ix,
+                           uint32_t e)
+{
+    bson_t doc;
+    bson_iter_t it;
+    uint32_t n = 0;
+    for (uint32_t j = 0; j < e; j++)
+        for (uint32_t i = 0; i < j; i++)
+            if (strcmp(ix->spec->keys[i].field, ix->spec->keys[j].field) == 0)
+                return 0;
+    if (e == 0 || !bson_init_static(&doc, filter, filter_len) || !bson_iter_init(&it, &doc))
+        return 0;
+    while (bson_iter_next(&it)) {
+        const char *key = bson_iter_key(&it);
+        uint32_t j = 0;
+        while (j < e && strcmp(key, ix->spec->keys[j].field) != 0)
+            j++;
+        if (j == e || !sq_pushable(&it) || BSON_ITER_HOLDS_NULL(&it))
+            return 0;
+        n++;
+    }
+    return n == e;
+}
+
 /* Choose a plan for `filter`: _id, else the index whose leading fields the
  * filter pins best (equalities count twice, a trailing range once). */
-static void sq_plan(persistor_instance *inst, sq_collection *c, const uint8_t *filter,
-                    uint32_t filter_len, sq_qplan *p)
+void sq_plan_query(persistor_instance *inst, sq_collection *c, const uint8_t *filter,
+                   uint32_t filter_len, sq_qplan *p)
 {
     sq_cond conds[SQ_MAX_LEVELS + 1], id = {0};
     p->kind = SQ_PLAN_SCAN;
+    p->exact = 0;
+    p->null_dotted_eq = 0;
     if (filter == NULL || filter_len <= 5)
         return;
     sq_cond_scan(filter, filter_len, "_id", &id, 0);
@@ -461,12 +491,17 @@ static void sq_plan(persistor_instance *inst, sq_collection *c, const uint8_t *f
     }
     if (sq_plan_index(inst, best, conds, best_e, best_ranged, p) != 0)
         p->kind = SQ_PLAN_SCAN;
+    else if (!best_ranged)
+        p->exact = sq_exact_filter(filter, filter_len, best, best_e);
+}
+
+int sq_in_prefix(const persistor_instance *inst, const sq_qplan *p, const uint8_t *key,
+                 uint32_t key_len)
+{
+    return key_len >= p->q_len && (p->q_len == 0 || memcmp(key, inst->arena + p->q, p->q_len) == 0);
 }
 
 /* ---- running a plan -------------------------------------------------- */
-
-/* What a plan's rows are handed to: 0 to go on, 1 to stop, or an error. */
-typedef int32_t (*sq_take_fn)(void *ctx, int64_t seq, const uint8_t *doc, uint32_t len);
 
 static int sq_index_stmt(persistor_instance *inst, sq_collection *c, sq_index *ix, int open_hi,
                          sqlite3_stmt **out)
@@ -475,11 +510,12 @@ static int sq_index_stmt(persistor_instance *inst, sq_collection *c, sq_index *i
     if (*slot == NULL) {
         char sql[1024];
         /* The SQL index on k also holds seq (the rowid): "ORDER BY k, seq"
-         * is its own order, no sort step. */
+         * is its own order, no sort step; k is read from it too. */
         snprintf(sql, sizeof sql,
-                 open_hi ? "SELECT seq, doc FROM %s WHERE %s >= ?1 ORDER BY %s, seq"
-                         : "SELECT seq, doc FROM %s WHERE %s >= ?1 AND %s < ?2 ORDER BY %s, seq",
-                 c->table, ix->column, ix->column, ix->column);
+                 open_hi ? "SELECT seq, doc, %s FROM %s WHERE %s >= ?1 ORDER BY %s, seq"
+                         : "SELECT seq, doc, %s FROM %s WHERE %s >= ?1 AND %s < ?2 ORDER BY "
+                           "%s, seq",
+                 ix->column, c->table, ix->column, ix->column, ix->column);
         int rc = sq_prepare(inst, sql, slot);
         if (rc != SQLITE_OK)
             return rc;
@@ -488,19 +524,27 @@ static int sq_index_stmt(persistor_instance *inst, sq_collection *c, sq_index *i
     return SQLITE_OK;
 }
 
-/* Step `st` to the end (or until `take` stops), matching every row. */
-static int32_t sq_drain(persistor_instance *inst, sqlite3_stmt *st, const persistor_matcher *m,
-                        sq_take_fn take, void *ctx, int *stop, int *sqlite_rc)
+/* Step `st` to the end (or until `take` stops), matching every row but
+ * those an exact plan vouches for. */
+static int32_t sq_drain(persistor_instance *inst, const sq_qplan *p, sqlite3_stmt *st,
+                        const persistor_matcher *m, sq_take_fn take, void *ctx, int *stop,
+                        int *sqlite_rc, size_t *seen)
 {
     const persistor_host *host = inst->host;
+    int keyed = p->kind == SQ_PLAN_INDEX;
     int rc;
     int32_t prc = PERSISTOR_OK;
     while (!*stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         const uint8_t *doc = sqlite3_column_blob(st, 1);
+        ++*seen;
         uint32_t len = (uint32_t)sqlite3_column_bytes(st, 1);
-        if (doc == NULL || len < 5 || !host->matcher_match(m, doc, len))
+        const uint8_t *key = keyed ? sqlite3_column_blob(st, 2) : NULL;
+        uint32_t key_len = keyed ? (uint32_t)sqlite3_column_bytes(st, 2) : 0;
+        if (doc == NULL || len < 5)
             continue;
-        prc = take(ctx, sqlite3_column_int64(st, 0), doc, len);
+        if (!(p->exact && sq_in_prefix(inst, p, key, key_len)) && !host->matcher_match(m, doc, len))
+            continue;
+        prc = take(ctx, sqlite3_column_int64(st, 0), doc, len, key, key_len);
         if (prc != PERSISTOR_OK) {
             *stop = 1;
             break;
@@ -512,26 +556,75 @@ static int32_t sq_drain(persistor_instance *inst, sqlite3_stmt *st, const persis
     return prc == 1 ? PERSISTOR_OK : prc;
 }
 
-static int32_t sq_run(persistor_instance *inst, sq_collection *c, const persistor_matcher *m,
-                      const uint8_t *filter, uint32_t filter_len, sq_take_fn take, void *ctx,
-                      int *in_seq_order, persistor_error *err)
+/* The data version of the file as of this connection's last transaction:
+ * it changes with every commit, ours or another process's.  0 if unknown. */
+static uint32_t sq_data_version(persistor_instance *inst)
 {
-    sq_qplan plan;
-    int stop = 0, rc = SQLITE_OK;
+    unsigned int v = 0;
+    if (sqlite3_file_control(inst->db, "main", SQLITE_FCNTL_DATA_VERSION, &v) != SQLITE_OK)
+        return 0;
+    return v;
+}
+
+/* Read an index plan's ranges: every range but the level-0 probes (the keys
+ * of documents whose first field is an array, or null on a dotted path), in
+ * key order; then the probes, unless they were found empty in the very
+ * state of the file the other ranges were just read in — the data version
+ * seen after their statement equals the one seen after an empty probe,
+ * so no commit came between.  (Reading the probes last changes the order
+ * rows arrive in; sqlite_cursor.c checks the order it relies on.) */
+static int32_t sq_run_ranges(persistor_instance *inst, sq_collection *c, const sq_qplan *p,
+                             const persistor_matcher *m, sq_take_fn take, void *ctx, int *rc)
+{
+    sq_index *ix = p->ix;
+    int stop = 0, stepped = 0;
     int32_t prc = PERSISTOR_OK;
     sqlite3_stmt *st;
-    sq_plan(inst, c, filter, filter_len, &plan);
-    *in_seq_order = plan.kind != SQ_PLAN_INDEX;
-    switch (plan.kind) {
+    for (int probes = 0; probes < 2; probes++) {
+        size_t seen = 0, ran = 0;
+        if (probes) {
+            uint32_t v = stepped ? sq_data_version(inst) : 0;
+            if (ix->probe0_clean && v != 0 && v == ix->probe0_version)
+                break;
+        }
+        for (size_t i = 0; i < p->n_ranges && prc == PERSISTOR_OK && !stop && *rc == SQLITE_OK;
+             i++) {
+            const sq_range *r = &p->ranges[i];
+            if (r->probe0 != probes)
+                continue;
+            if ((*rc = sq_index_stmt(inst, c, ix, r->open_hi, &st)) != SQLITE_OK)
+                break;
+            sqlite3_bind_blob(st, 1, inst->arena + r->lo, (int)r->lo_len, SQLITE_STATIC);
+            if (!r->open_hi)
+                sqlite3_bind_blob(st, 2, inst->arena + r->hi, (int)r->hi_len, SQLITE_STATIC);
+            prc = sq_drain(inst, p, st, m, take, ctx, &stop, rc, &seen);
+            stepped = 1, ran++;
+        }
+        if (probes && ran > 0 && prc == PERSISTOR_OK && !stop && *rc == SQLITE_OK) {
+            ix->probe0_version = sq_data_version(inst);
+            ix->probe0_clean = seen == 0 && ix->probe0_version != 0;
+        }
+    }
+    return prc;
+}
+
+int32_t sq_run(persistor_instance *inst, sq_collection *c, const sq_qplan *p,
+               const persistor_matcher *m, sq_take_fn take, void *ctx, persistor_error *err)
+{
+    int stop = 0, rc = SQLITE_OK;
+    int32_t prc = PERSISTOR_OK;
+    size_t seen = 0;
+    sqlite3_stmt *st;
+    switch (p->kind) {
     case SQ_PLAN_ID:
         st = c->st[SQ_ST_GET];
-        sqlite3_bind_text(st, 1, plan.id, (int)plan.id_len, SQLITE_STATIC);
+        sqlite3_bind_text(st, 1, p->id, (int)p->id_len, SQLITE_STATIC);
         /* The GET statement returns only doc: read it here. */
         if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             const uint8_t *doc = sqlite3_column_blob(st, 0);
             uint32_t len = (uint32_t)sqlite3_column_bytes(st, 0);
             if (doc != NULL && len >= 5 && inst->host->matcher_match(m, doc, len)) {
-                prc = take(ctx, 0, doc, len);
+                prc = take(ctx, 0, doc, len, NULL, 0);
                 prc = prc == 1 ? PERSISTOR_OK : prc;
             }
             rc = SQLITE_DONE;
@@ -540,19 +633,10 @@ static int32_t sq_run(persistor_instance *inst, sq_collection *c, const persisto
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
         break;
     case SQ_PLAN_INDEX:
-        for (size_t i = 0; i < plan.n_ranges && prc == PERSISTOR_OK && !stop && rc == SQLITE_OK;
-             i++) {
-            const sq_range *r = &plan.ranges[i];
-            if ((rc = sq_index_stmt(inst, c, plan.ix, r->open_hi, &st)) != SQLITE_OK)
-                break;
-            sqlite3_bind_blob(st, 1, inst->arena + r->lo, (int)r->lo_len, SQLITE_STATIC);
-            if (!r->open_hi)
-                sqlite3_bind_blob(st, 2, inst->arena + r->hi, (int)r->hi_len, SQLITE_STATIC);
-            prc = sq_drain(inst, st, m, take, ctx, &stop, &rc);
-        }
+        prc = sq_run_ranges(inst, c, p, m, take, ctx, &rc);
         break;
     default:
-        prc = sq_drain(inst, c->st[SQ_ST_SCAN], m, take, ctx, &stop, &rc);
+        prc = sq_drain(inst, p, c->st[SQ_ST_SCAN], m, take, ctx, &stop, &rc, &seen);
         break;
     }
     if (rc != SQLITE_OK)
@@ -561,186 +645,4 @@ static int32_t sq_run(persistor_instance *inst, sq_collection *c, const persisto
         return inst->host->error_set(err, prc, "%s: out of memory reading a query's answer",
                                      c->spec->name);
     return PERSISTOR_OK;
-}
-
-/* ---- cursors ------------------------------------------------------------ */
-
-typedef struct sq_entry {
-    int64_t seq;
-    size_t off;
-    uint32_t len;
-} sq_entry;
-
-struct persistor_cursor {
-    const persistor_host *host;
-    const persistor_sorter *sorter; /* while sorting only */
-    const uint8_t *base;            /* while sorting only */
-    sq_entry *e;
-    size_t n, cap, pos, end;
-    uint8_t *data;
-    size_t used, size;
-    uint64_t want;    /* unsorted: stop after this many (0: all) ... */
-    int in_seq_order; /* ... if the plan reads rows in write order */
-};
-
-static int32_t sq_cursor_take(void *ctx, int64_t seq, const uint8_t *doc, uint32_t len)
-{
-    persistor_cursor *cur = ctx;
-    if (cur->n == cur->cap) {
-        size_t cap = cur->cap ? cur->cap * 2 : 16;
-        sq_entry *e = realloc(cur->e, cap * sizeof *e);
-        if (e == NULL)
-            return PERSISTOR_E_NOMEM;
-        cur->e = e;
-        cur->cap = cap;
-    }
-    if (cur->used + len > cur->size) {
-        size_t size = (cur->size ? cur->size * 2 : 4096) + len;
-        uint8_t *d = realloc(cur->data, size);
-        if (d == NULL)
-            return PERSISTOR_E_NOMEM;
-        cur->data = d;
-        cur->size = size;
-    }
-    memcpy(cur->data + cur->used, doc, len);
-    cur->e[cur->n++] = (sq_entry){seq, cur->used, len};
-    cur->used += len;
-    return cur->want > 0 && cur->in_seq_order && cur->n >= cur->want ? 1 : PERSISTOR_OK;
-}
-
-/* The sorter's order, then write order: memory's stable sort exactly. */
-static int sq_entry_cmp(const persistor_cursor *cur, const sq_entry *a, const sq_entry *b)
-{
-    if (cur->sorter != NULL) {
-        int c = cur->host->sorter_compare(cur->sorter, cur->data + a->off, a->len,
-                                          cur->data + b->off, b->len);
-        if (c != 0)
-            return c;
-    }
-    return (a->seq > b->seq) - (a->seq < b->seq);
-}
-
-static void sq_merge_sort(const persistor_cursor *cur, sq_entry *a, sq_entry *tmp, size_t n)
-{
-    if (n < 2)
-        return;
-    size_t half = n / 2, i = 0, j = half, k = 0;
-    sq_merge_sort(cur, a, tmp, half);
-    sq_merge_sort(cur, a + half, tmp, n - half);
-    if (sq_entry_cmp(cur, &a[half - 1], &a[half]) <= 0)
-        return; /* already in order: rows often come from an index that is */
-    while (i < half && j < n)
-        tmp[k++] = sq_entry_cmp(cur, &a[j], &a[i]) < 0 ? a[j++] : a[i++];
-    while (i < half)
-        tmp[k++] = a[i++];
-    memcpy(a, tmp, k * sizeof *a);
-}
-
-void sq_cursor_close(persistor_cursor *cur)
-{
-    if (cur == NULL)
-        return;
-    free(cur->e);
-    free(cur->data);
-    free(cur);
-}
-
-int32_t sq_query(persistor_instance *inst, const char *collection, const persistor_query *q,
-                 persistor_cursor **out, persistor_error *err)
-{
-    const persistor_host *host = inst->host;
-    persistor_matcher *m = NULL;
-    persistor_sorter *s = NULL;
-    sq_collection *c;
-    int32_t rc = sq_collection_get(inst, collection, &c, err);
-    /* The host's compilers first: every adapter refuses the same queries. */
-    if (rc != PERSISTOR_OK || (rc = host->matcher_new(q->filter, q->filter_len, &m, err)) != 0)
-        return rc;
-    if (q->sort != NULL && q->sort_len > 0 &&
-        (rc = host->sorter_new(q->sort, q->sort_len, &s, err)) != PERSISTOR_OK) {
-        host->matcher_free(m);
-        return rc;
-    }
-    persistor_cursor *cur = calloc(1, sizeof *cur);
-    if (cur == NULL) {
-        rc = host->error_set(err, PERSISTOR_E_NOMEM, "%s: out of memory for a query", collection);
-        goto done;
-    }
-    cur->host = host;
-    /* Unsorted, in write order: the first skip+limit matches will do. */
-    if (s == NULL && q->limit > 0 && q->skip < UINT64_MAX - q->limit)
-        cur->want = q->skip + q->limit;
-    /* sq_run sets in_seq_order before the first row reaches the cursor. */
-    rc = sq_run(inst, c, m, q->filter, q->filter_len, sq_cursor_take, cur, &cur->in_seq_order,
-                err);
-    if (rc == PERSISTOR_OK && (s != NULL || !cur->in_seq_order) && cur->n > 1) {
-        sq_entry *tmp = malloc(cur->n * sizeof *tmp);
-        if (tmp == NULL) {
-            rc = host->error_set(err, PERSISTOR_E_NOMEM, "%s: out of memory sorting %zu "
-                                 "documents", collection, cur->n);
-        } else {
-            cur->sorter = s;
-            sq_merge_sort(cur, cur->e, tmp, cur->n);
-            cur->sorter = NULL;
-            free(tmp);
-        }
-    }
-    if (rc == PERSISTOR_OK) {
-        cur->pos = q->skip < cur->n ? (size_t)q->skip : cur->n;
-        cur->end = q->limit > 0 && q->limit < cur->n - cur->pos ? cur->pos + (size_t)q->limit
-                                                                : cur->n;
-        *out = cur;
-        cur = NULL;
-    }
-done:
-    sq_cursor_close(cur);
-    if (s != NULL)
-        host->sorter_free(s);
-    host->matcher_free(m);
-    return rc;
-}
-
-int32_t sq_cursor_next(persistor_cursor *cur, const uint8_t **doc, uint32_t *len,
-                       persistor_error *err)
-{
-    if (cur->pos >= cur->end)
-        return PERSISTOR_ITER_END;
-    const sq_entry *e = &cur->e[cur->pos++];
-    *doc = cur->data + e->off;
-    *len = e->len;
-    return PERSISTOR_OK;
-}
-
-/* ---- count ------------------------------------------------------------- */
-
-static int32_t sq_count_take(void *ctx, int64_t seq, const uint8_t *doc, uint32_t len)
-{
-    (*(uint64_t *)ctx)++;
-    return PERSISTOR_OK;
-}
-
-int32_t sq_count(persistor_instance *inst, const char *collection, const uint8_t *filter,
-                 uint32_t filter_len, uint64_t *out, persistor_error *err)
-{
-    const persistor_host *host = inst->host;
-    persistor_matcher *m;
-    sq_collection *c;
-    int in_seq_order;
-    int32_t rc = sq_collection_get(inst, collection, &c, err);
-    if (rc != PERSISTOR_OK || (rc = host->matcher_new(filter, filter_len, &m, err)) != 0)
-        return rc;
-    *out = 0;
-    if (filter == NULL || filter_len <= 5) { /* everything: no row to read */
-        sqlite3_stmt *st = c->st[SQ_ST_COUNT];
-        int src = sqlite3_step(st);
-        if (src == SQLITE_ROW)
-            *out = (uint64_t)sqlite3_column_int64(st, 0);
-        sqlite3_reset(st);
-        if (src != SQLITE_ROW)
-            rc = sq_error(inst, src, err, "%s: count", collection);
-    } else {
-        rc = sq_run(inst, c, m, filter, filter_len, sq_count_take, out, &in_seq_order, err);
-    }
-    host->matcher_free(m);
-    return rc;
 }
