@@ -494,6 +494,24 @@ static uint64_t router_elapsed_us(const struct timespec *since)
     return us < 0 ? 0 : (uint64_t)us;
 }
 
+/* The adapter's own line, redacted like every log line: health output is
+ * often pasted into tickets. */
+static void router_describe(router_adapter *a, persistor_adapter_health *h)
+{
+    persistor_buffer line = {0};
+    persistor_error err = {0};
+    char raw[sizeof h->detail];
+    adapter_lock(a);
+    int32_t rc = a->api->describe(a->inst, &line, &err);
+    adapter_unlock(a);
+    if (rc == PERSISTOR_OK)
+        snprintf(raw, sizeof raw, "%.*s", (int)line.len, line.data ? (const char *)line.data : "");
+    else
+        snprintf(raw, sizeof raw, "describe failed: %s", err.message);
+    log_redact(raw, h->detail, sizeof h->detail);
+    buffer_free(&line);
+}
+
 int32_t router_health(router *r, persistor_health *out, persistor_error *err)
 {
     out->count = 0;
@@ -515,7 +533,9 @@ int32_t router_health(router *r, persistor_health *out, persistor_error *err)
         adapter_unlock(a);
         h->latency_us = router_elapsed_us(&start);
         if (h->status != PERSISTOR_OK)
-            snprintf(h->message, sizeof h->message, "%s", ping_err.message);
+            log_redact(ping_err.message, h->message, sizeof h->message);
+        if (h->status == PERSISTOR_OK && a->api->describe != NULL)
+            router_describe(a, h);
         out->count++;
     }
     return PERSISTOR_OK;

@@ -110,11 +110,15 @@ int cmd_health(const cli_globals *g, int argc, char **argv)
             info_json_string(caps);
             printf(",\"message\":");
             info_json_string(h->message);
+            printf(",\"detail\":");
+            info_json_string(h->detail);
             printf("}");
         } else {
             printf("  %-12s %-4s %8.3f ms  %s %s  [%s]%s%s\n", h->label,
                    h->status == PERSISTOR_OK ? "ok" : "DOWN", (double)h->latency_us / 1000.0,
                    h->type, h->version, caps, h->message[0] ? "  " : "", h->message);
+            if (h->detail[0] != '\0')
+                printf("  %-12s %s\n", "", h->detail);
         }
     }
     if (json)

@@ -561,6 +561,16 @@ typedef struct persistor_adapter {
      */
     int32_t (*exists)(persistor_instance *inst, const char *collection, const char *id,
                       persistor_error *err);
+
+    /**
+     * OPTIONAL.  One line about the store for `persistor health`, written
+     * into `out` with host->buffer_set (UTF-8, no NUL needed): e.g.
+     * "MongoDB 7.0.4, replica set rs0, primary db1:27017".  Never a
+     * password: connection strings go through the host's redaction, but an
+     * adapter should not put one here.  OK, or an error (the store did not
+     * answer), which health reports in place of the line.
+     */
+    int32_t (*describe)(persistor_instance *inst, persistor_buffer *out, persistor_error *err);
 } persistor_adapter;
 
 /* ------------------------------------------------------------------------

@@ -266,6 +266,7 @@ typedef struct persistor_adapter_health {
     uint64_t latency_us; /* of the ping */
     uint64_t capabilities;
     char message[256];   /* the ping's error, or "" */
+    char detail[256];    /* the adapter's own line (server version, topology), or "" */
 } persistor_adapter_health;
 
 typedef struct persistor_health {
