@@ -8,22 +8,33 @@
  */
 #include <persistor/adapter.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 /* Each variant leaves some of these unused on purpose. */
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wunused-const-variable"
 
+const persistor_host *tp_host;
+
 static int32_t tp_open(const persistor_host *host, const persistor_config *config,
                        persistor_instance **out, persistor_error *err)
 {
-    (void)host; (void)config; (void)err;
+    (void)config; (void)err;
+    tp_host = host;
     *out = NULL;
     return PERSISTOR_OK;
 }
 static void tp_close(persistor_instance *inst) { (void)inst; }
 static int32_t tp_ping(persistor_instance *inst, persistor_error *err)
 {
-    (void)inst; (void)err;
+    (void)inst;
+#ifdef VARIANT_TALKS_SECRETS
+    if (getenv("TP_PING_FAILS") != NULL)
+        return tp_host->error_set(err, PERSISTOR_E_UNAVAILABLE,
+                                  "ping: no answer from mongodb://admin:hunter2@db1:27017/");
+#else
+    (void)err;
+#endif
     return PERSISTOR_OK;
 }
 static int32_t tp_ensure(persistor_instance *inst, const persistor_collection_spec *spec,
@@ -78,6 +89,18 @@ static int32_t tp_module_init(const persistor_host *host, persistor_error *err)
 #define TP_NAME "good"
 #endif
 
+#ifdef VARIANT_TALKS_SECRETS
+/* A store that names its server with credentials, as a careless adapter
+ * might: health must never show them. */
+static int32_t tp_describe(persistor_instance *inst, persistor_buffer *out, persistor_error *err)
+{
+    static const char line[] = "TestDB 1.0 at mongodb://admin:hunter2@db1:27017/?replicaSet=rs0";
+    extern const persistor_host *tp_host;
+    (void)inst; (void)err;
+    return tp_host->buffer_set(out, line, sizeof line - 1);
+}
+#endif
+
 #ifdef VARIANT_RESERVED_OPTION
 /* "path" names the plugin file in a profile: an adapter cannot take it. */
 static const persistor_option_spec tp_options[] = {
@@ -105,6 +128,9 @@ static const persistor_adapter tp_adapter = {
 #ifdef VARIANT_RESERVED_OPTION
     .options = tp_options,
     .n_options = 1,
+#endif
+#ifdef VARIANT_TALKS_SECRETS
+    .describe = tp_describe,
 #endif
 #if defined(VARIANT_INIT_ONCE) || defined(VARIANT_INIT_FAILS)
     .module_init = tp_module_init,
