@@ -7,10 +7,12 @@
  */
 #include "host.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "buffer.h"
@@ -75,6 +77,31 @@ static int32_t host_sorter_compare(const persistor_sorter *s, const uint8_t *a, 
     return query_sorter_compare(s, a, a_len, b, b_len);
 }
 
+static int32_t host_make_dirs(const char *path, uint32_t mode, persistor_error *err)
+{
+    char dir[4096];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof dir)
+        return error_set(err, PERSISTOR_E_CONFIG, "cannot create directory \"%s\": %s", path,
+                         len == 0 ? "empty path" : "path too long");
+    memcpy(dir, path, len + 1);
+    /* Each prefix ending at a '/', then the whole path. */
+    for (char *p = dir + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        struct stat st;
+        if (mkdir(dir, (mode_t)mode) != 0 && (errno != EEXIST || stat(dir, &st) != 0 ||
+                                               !S_ISDIR(st.st_mode)))
+            return error_set(err, PERSISTOR_E_CONFIG, "cannot create directory %s: %s", dir,
+                             errno == EEXIST ? "a file is in the way" : strerror(errno));
+        *p = saved;
+        if (saved == '\0')
+            return PERSISTOR_OK;
+    }
+}
+
 static void host_fill(host_impl *impl, const char *label, host_clock_fn clock, void *ctx)
 {
     persistor_host *t = &impl->table;
@@ -102,6 +129,7 @@ static void host_fill(host_impl *impl, const char *label, host_clock_fn clock, v
     t->index_key = query_index_key;
     t->doc_time_ms = query_doc_time_ms;
     t->now_ms = host_now_ms;
+    t->make_dirs = host_make_dirs;
     impl->clock = clock;
     impl->clock_ctx = ctx;
     snprintf(impl->label, sizeof impl->label, "%s", label);

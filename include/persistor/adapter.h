@@ -403,6 +403,15 @@ typedef struct persistor_host {
 
     /** Milliseconds since the epoch on the host's clock (tests move it). */
     int64_t (*now_ms)(const struct persistor_host *host);
+
+    /* -- files ----------------------------------------------------- */
+
+    /**
+     * Create directory `path` and any missing parents, each with `mode`
+     * (0700 for stores), like mkdir -p; an existing directory is fine.
+     * OK, or E_CONFIG naming the directory that could not be made and why.
+     */
+    int32_t (*make_dirs)(const char *path, uint32_t mode, persistor_error *err);
 } persistor_host;
 
 /* ------------------------------------------------------------------------

@@ -510,9 +510,9 @@ static int32_t lm_open(const persistor_host *host, const persistor_config *confi
         max_readers > 65536)
         return host->config_error(config, "max_readers", err, "must be 1 to 65536, got %lld",
                                   (long long)max_readers);
-    if (mkdir(path, 0700) != 0 && errno != EEXIST)
-        return host->config_error(config, "directory", err, "cannot create %s: %s", path,
-                                  strerror(errno));
+    persistor_error dir_err = {0};
+    if (host->make_dirs(path, 0700, &dir_err) != PERSISTOR_OK)
+        return host->config_error(config, "directory", err, "%s", dir_err.message);
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
         return host->config_error(config, "directory", err, "%s is not a directory", path);

@@ -159,30 +159,24 @@ int32_t sq_error(persistor_instance *inst, int rc, persistor_error *err, const c
 
 /* ---- open ------------------------------------------------------------ */
 
-/* mkdir -p of the file's parent directory, mode 0700 for what we create,
+/* The file's directory, created with its parents (mode 0700) by the host,
  * so ./var/persistor.sqlite works in a fresh checkout. */
-static int sq_make_parent(const char *path)
+static int32_t sq_make_parent(persistor_instance *inst, persistor_error *err)
 {
     char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (slash == NULL || slash == path)
-        return 0;
-    size_t len = (size_t)(slash - path);
+    const char *slash = strrchr(inst->path, '/');
+    if (slash == NULL || slash == inst->path)
+        return PERSISTOR_OK;
+    size_t len = (size_t)(slash - inst->path);
     if (len >= sizeof dir)
-        return ENAMETOOLONG;
-    memcpy(dir, path, len);
+        return inst->host->error_set(err, PERSISTOR_E_CONFIG, "%s: path too long", inst->path);
+    memcpy(dir, inst->path, len);
     dir[len] = '\0';
-    for (char *p = dir + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char saved = *p;
-            *p = '\0';
-            if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-                return errno;
-            *p = saved;
-            if (saved == '\0')
-                return 0;
-        }
-    }
+    persistor_error why = {0};
+    int32_t rc = inst->host->make_dirs(dir, 0700, &why);
+    if (rc != PERSISTOR_OK)
+        inst->host->error_set(err, rc, "%s: %s", inst->path, why.message);
+    return rc;
 }
 
 /* Read one integer pragma. */
@@ -313,13 +307,9 @@ static int32_t sq_open(const persistor_host *host, const persistor_config *confi
     int32_t prc = sq_read_options(inst, &sync, &max_pages, err);
     if (prc != PERSISTOR_OK)
         goto fail;
-    int e = sq_make_parent(inst->path);
-    if (e != 0) {
-        prc = host->error_set(err, PERSISTOR_E_CONFIG,
-                              "%s: cannot create the file's directory: %s", inst->path,
-                              strerror(e));
+    prc = sq_make_parent(inst, err);
+    if (prc != PERSISTOR_OK)
         goto fail;
-    }
     int rc = sqlite3_open_v2(inst->path, &inst->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                              NULL);
