@@ -4,6 +4,9 @@
  *
  * Option values may contain {tmpdir}: each case gets a fresh mkdtemp
  * directory there, removed afterwards, so durable stores start empty.
+ * {unique} becomes a fresh random token per case ([0-9a-f]{16}), for
+ * stores named rather than placed in a directory (a MongoDB database:
+ * -o database=conf_{unique}); nothing removes those afterwards.
  * Nothing here knows any particular adapter.
  */
 #define _XOPEN_SOURCE 700 /* mkdtemp, nftw */
@@ -14,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buffer.h"
@@ -39,7 +43,8 @@ static int conf_usage(const char *why)
             "persistor-conformance: %s\n"
             "usage: persistor-conformance [-t TYPE] [-o KEY=VALUE]... [-f PATTERN] ADAPTER.so\n"
             "  -t TYPE       adapter type (default: the file's name without .so)\n"
-            "  -o KEY=VALUE  an adapter option; {tmpdir} becomes a fresh directory per case\n"
+            "  -o KEY=VALUE  an adapter option; {tmpdir} becomes a fresh directory per case,\n"
+            "                {unique} a fresh random token per case\n"
             "  -f PATTERN    run only the cases whose name matches (cmocka filter)\n"
             "environment: PERSISTOR_CONFORMANCE_ADAPTER=ADAPTER.so,\n"
             "             PERSISTOR_CONFORMANCE_OPTIONS='k=v;k=v'\n",
@@ -115,11 +120,10 @@ static int64_t conf_clock(void *ctx)
     return ((const conf_fixture *)ctx)->now_ms;
 }
 
-/* `value` with every {tmpdir} replaced by `dir`. */
-static char *conf_expand(const char *value, const char *dir)
+/* `value` with every `tag` replaced by `with` (caller frees). */
+static char *conf_replace(const char *value, const char *tag, const char *with)
 {
-    static const char tag[] = "{tmpdir}";
-    const size_t tlen = sizeof tag - 1, dlen = strlen(dir);
+    const size_t tlen = strlen(tag), dlen = strlen(with);
     size_t n = 0;
     for (const char *p = strstr(value, tag); p != NULL; p = strstr(p + tlen, tag))
         n++;
@@ -133,9 +137,43 @@ static char *conf_expand(const char *value, const char *dir)
         }
         memcpy(o, p, (size_t)(hit - p));
         o += hit - p;
-        memcpy(o, dir, dlen);
+        memcpy(o, with, dlen);
         o += dlen;
     }
+}
+
+/* What {unique} becomes in the case being set up (cases run one at a
+ * time; a new token is drawn at each set-up). */
+static char conf_unique[17];
+
+/* `value` with {tmpdir} and {unique} replaced (caller frees). */
+static char *conf_expand(const char *value, const conf_fixture *f)
+{
+    char *dir = conf_replace(value, "{tmpdir}", f->tmpdir);
+    char *out = dir ? conf_replace(dir, "{unique}", conf_unique) : NULL;
+    free(dir);
+    return out;
+}
+
+/* 16 hex digits from /dev/urandom (the clock and pid if it cannot be read):
+ * two runs at once, or two cases, never share a store. */
+static void conf_unique_token(char *out, size_t cap)
+{
+    static unsigned long counter;
+    unsigned char bytes[8] = {0};
+    FILE *rnd = fopen("/dev/urandom", "rb");
+    if (rnd == NULL || fread(bytes, 1, sizeof bytes, rnd) != sizeof bytes) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        unsigned long long v = (unsigned long long)ts.tv_nsec ^
+                               ((unsigned long long)ts.tv_sec << 20) ^
+                               ((unsigned long long)getpid() << 40) ^ ++counter;
+        memcpy(bytes, &v, sizeof bytes);
+    }
+    if (rnd != NULL)
+        fclose(rnd);
+    snprintf(out, cap, "%02x%02x%02x%02x%02x%02x%02x%02x", bytes[0], bytes[1], bytes[2],
+             bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]);
 }
 
 static int conf_entry_init(conf_fixture *f)
@@ -153,7 +191,7 @@ static int conf_entry_init(conf_fixture *f)
         profile_option *o = &e->options[e->n_options++];
         size_t kp_len = strlen(e->key_path) + strlen(conf_cli.keys[i]) + 2;
         o->key = strdup(conf_cli.keys[i]);
-        o->value = conf_expand(conf_cli.values[i], f->tmpdir);
+        o->value = conf_expand(conf_cli.values[i], f);
         o->key_path = malloc(kp_len);
         if (!o->key || !o->value || !o->key_path)
             return -1;
@@ -198,6 +236,7 @@ static int conf_setup_steps(conf_fixture *f)
         f->tmpdir[0] = '\0';
         return -1;
     }
+    conf_unique_token(conf_unique, sizeof conf_unique);
     snprintf(label, sizeof label, "%s#0", conf_cli.type);
     if (conf_entry_init(f) != 0 || (f->host = host_new(label, conf_clock, f)) == NULL) {
         print_error("out of memory setting up\n");
