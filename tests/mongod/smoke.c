@@ -7,6 +7,7 @@
  *
  * Needs PERSISTOR_MONGOD_DIR (the fixture's run directory).
  */
+#include "mongod_client.h"
 #include <mongoc/mongoc.h>
 
 #include <arpa/inet.h>
@@ -34,61 +35,9 @@ static int wire_port;
         }                                                                                       \
     } while (0)
 
-static int read_port(const char *name)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", run_dir, name);
-    FILE *f = fopen(path, "r");
-    int port = 0;
-    if (f == NULL || fscanf(f, "%d", &port) != 1) {
-        fprintf(stderr, "cannot read %s\n", path);
-        exit(2);
-    }
-    fclose(f);
-    return port;
-}
-
-/* One control command; returns the reply line (static buffer). */
-static const char *ctl(const char *fmt, ...)
-{
-    static char reply[65536];
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line - 1, fmt, ap);
-    va_end(ap);
-    strcat(line, "\n");
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(read_port("control_port"))};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        write(fd, line, strlen(line)) != (ssize_t)strlen(line)) {
-        close(fd);
-        snprintf(reply, sizeof reply, "error control port unreachable");
-        return reply;
-    }
-    size_t n = 0;
-    while (n < sizeof reply - 1) {
-        ssize_t r = read(fd, reply + n, sizeof reply - 1 - n);
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-        if (memchr(reply, '\n', n) != NULL)
-            break;
-    }
-    close(fd);
-    reply[n] = '\0';
-    char *nl = strchr(reply, '\n');
-    if (nl != NULL)
-        *nl = '\0';
-    return reply;
-}
-
 #define CTL_OK(...)                                                                             \
     do {                                                                                        \
-        const char *r_ = ctl(__VA_ARGS__);                                                      \
+        const char *r_ = mongod_control(__VA_ARGS__);                                                      \
         CHECK(strncmp(r_, "ok", 2) == 0, "control answered: %s", r_);                           \
     } while (0)
 
@@ -455,9 +404,9 @@ static void test_faults(mongoc_client_t *c)
     CHECK(!mongoc_client_command_simple(c, "admin", bogus, NULL, NULL, &err) && err.code == 59,
           "unknown command: code %u", err.code);
     bson_destroy(bogus);
-    const char *r = ctl("errors nonsense");
+    const char *r = mongod_control("errors nonsense");
     CHECK(strncmp(r, "error", 5) == 0, "bad control command answered %s", r);
-    r = ctl("stats");
+    r = mongod_control("stats");
     CHECK(strncmp(r, "ok {", 4) == 0 && strstr(r, "\"insert\"") != NULL, "stats: %s", r);
 
     bson_destroy(doc);
@@ -472,7 +421,7 @@ int main(void)
         fprintf(stderr, "PERSISTOR_MONGOD_DIR is not set\n");
         return 2;
     }
-    wire_port = read_port("port");
+    wire_port = mongod_read_int("port");
     mongoc_init();
     CTL_OK("reset");
     CTL_OK("dropall");

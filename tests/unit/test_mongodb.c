@@ -10,15 +10,12 @@
  */
 #define _XOPEN_SOURCE 700
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +28,7 @@
 #include "error.h"
 #include "host.h"
 #include "loader.h"
+#include "mongod_client.h"
 #include "mongodb_internal.h"
 #include "profile.h"
 
@@ -59,58 +57,9 @@ static void mt_log(const persistor_host *host, int32_t level, const char *event,
     snprintf(mt_log_text + n, sizeof mt_log_text - n, "%s: %s\n", event, line);
 }
 
-static int mt_read_int(const char *dir, const char *name)
-{
-    char path[4200];
-    int v = 0;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    if (fscanf(f, "%d", &v) != 1)
-        v = 0;
-    fclose(f);
-    return v;
-}
-
-/* One control command; the reply line (static), "ok..." or "error ...". */
-static const char *mt_control(const char *fmt, ...)
-{
-    static char reply[65536];
-    char line[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line - 1, fmt, ap);
-    va_end(ap);
-    strcat(line, "\n");
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)world.control_port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    reply[0] = '\0';
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        if (fd >= 0)
-            close(fd);
-        fail_msg("cannot reach the mock's control port %d", world.control_port);
-    }
-    assert_true(write(fd, line, strlen(line)) == (ssize_t)strlen(line));
-    size_t n = 0;
-    while (n + 1 < sizeof reply) {
-        ssize_t r = read(fd, reply + n, sizeof reply - 1 - n);
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-        if (memchr(reply, '\n', n) != NULL)
-            break;
-    }
-    reply[n] = '\0';
-    reply[strcspn(reply, "\n")] = '\0';
-    close(fd);
-    return reply;
-}
-
 static void mt_control_ok(const char *cmd)
 {
-    const char *r = mt_control("%s", cmd);
+    const char *r = mongod_control("%s", cmd);
     if (strncmp(r, "ok", 2) != 0)
         fail_msg("control %s: %s", cmd, r);
 }
@@ -124,8 +73,8 @@ static int group_setup(void **state)
         print_error("PERSISTOR_BUILD_DIR and PERSISTOR_MONGOD_DIR must be set (run via ctest)\n");
         return -1;
     }
-    world.port = mt_read_int(dir, "port");
-    world.control_port = mt_read_int(dir, "control_port");
+    world.port = mongod_read_int("port");
+    world.control_port = mongod_read_int("control_port");
     if (world.port <= 0 || world.control_port <= 0) {
         print_error("%s: no port / control_port: is the mock mongod running?\n", dir);
         return -1;
@@ -299,7 +248,7 @@ static void test_options_reach_the_uri_and_the_server(void **state)
     assert_int_equal(mt_put(&m, "opts", PERSISTOR_WRITE_INSERT_IF_ABSENT, "{\"_id\": \"a\"}"),
                      PERSISTOR_OK);
     /* The server saw the write concern on the insert. */
-    const char *last = mt_control("last insert");
+    const char *last = mongod_control("last insert");
     if (strstr(last, "\"w\"") == NULL || strstr(last, "majority") == NULL ||
         strstr(last, "\"j\"") == NULL)
         fail_msg("the insert carried no w:majority, j:true: %s", last);
@@ -424,7 +373,7 @@ static void test_filter_sort_skip_limit_run_on_the_server(void **state)
     assert_int_equal(world.api->cursor_next(cur, &doc, &len, &err), PERSISTOR_ITER_END);
     world.api->cursor_close(cur);
     assert_string_equal(ids, "d7,d6,d5,");
-    const char *last = mt_control("last find");
+    const char *last = mongod_control("last find");
     if (strstr(last, "$gte") == NULL || strstr(last, "\"sort\"") == NULL ||
         strstr(last, "\"skip\"") == NULL || strstr(last, "\"limit\"") == NULL)
         fail_msg("the find the server saw lacks filter/sort/skip/limit: %s", last);
@@ -479,7 +428,7 @@ static void test_ttl_index_created_changed_by_collmod_and_dropped(void **state)
     mt_control_ok("clearstats");
     assert_int_equal(mt_ensure_spec(&m, "s", NULL, 0, "createdAt", 120, &err), PERSISTOR_OK);
     assert_int_equal(mt_index_ttl(m.db, "s", "createdAt_1"), 120);
-    assert_non_null(strstr(mt_control("stats"), "collMod"));
+    assert_non_null(strstr(mongod_control("stats"), "collMod"));
     assert_int_equal(mt_ensure_spec(&m, "s", NULL, 0, NULL, 0, &err), PERSISTOR_OK);
     assert_int_equal(mt_index_ttl(m.db, "s", "createdAt_1"), -1);
     mt_close(&m);
