@@ -682,40 +682,6 @@ void profile_free_all(profile **all, size_t n)
     set_free(&set);
 }
 
-int32_t profile_list(const char *file, char ***names, size_t *n, persistor_error *err)
-{
-    if (file == NULL || names == NULL || n == NULL)
-        return error_set(err, PERSISTOR_E_INVALID, "profile_list: file, names and n are required");
-    *names = NULL;
-    *n = 0;
-    profile_set set = {0};
-    int32_t rc = load_all(file, &set, err);
-    if (rc != PERSISTOR_OK)
-        return rc;
-    size_t count = set.n;
-    char **list = calloc(count + 1, sizeof *list);
-    for (size_t i = 0; list != NULL && i < count; i++) {
-        /* Steal the names: the profiles are freed right after. */
-        list[i] = set.items[i]->name;
-        set.items[i]->name = NULL;
-    }
-    set_free(&set);
-    if (list == NULL)
-        return error_set(err, PERSISTOR_E_NOMEM, "%s: out of memory listing profiles", file);
-    *names = list;
-    *n = count;
-    return PERSISTOR_OK;
-}
-
-void profile_names_free(char **names)
-{
-    if (names == NULL)
-        return;
-    for (size_t i = 0; names[i] != NULL; i++)
-        free(names[i]);
-    free(names);
-}
-
 static void adapter_free(profile_adapter *a)
 {
     for (size_t i = 0; i < a->n_options; i++) {

@@ -116,11 +116,6 @@ int32_t profile_load(const char *file, const char *name, profile **out, persisto
 int32_t profile_load_all(const char *file, profile ***all, size_t *n, persistor_error *err);
 void profile_free_all(profile **all, size_t n);
 
-/* The profile names of a file, in file order, after the same checks.
- * *names is a NULL-terminated array; free with profile_names_free. */
-int32_t profile_list(const char *file, char ***names, size_t *n, persistor_error *err);
-void profile_names_free(char **names);
-
 void profile_free(profile *p);
 
 /* "snapshots", "validation_audit", ... */

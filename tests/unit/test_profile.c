@@ -142,18 +142,17 @@ static void test_shipped_file_lists_profiles_in_file_order(void **state)
     (void)state;
     unset_mongodb_env();
     char *path = shipped_path();
-    char **names = NULL;
+    profile **all = NULL;
     size_t n = 0;
     persistor_error err = {0};
-    int32_t rc = profile_list(path, &names, &n, &err);
+    int32_t rc = profile_load_all(path, &all, &n, &err);
     if (rc != PERSISTOR_OK)
         fail_msg("%s", err.message);
     assert_int_equal(n, 3);
-    assert_string_equal(names[0], "development");
-    assert_string_equal(names[1], "test");
-    assert_string_equal(names[2], "production");
-    assert_null(names[3]);
-    profile_names_free(names);
+    assert_string_equal(all[0]->name, "development");
+    assert_string_equal(all[1]->name, "test");
+    assert_string_equal(all[2]->name, "production");
+    profile_free_all(all, n);
     free(path);
 }
 
@@ -854,11 +853,11 @@ static void test_missing_file_names_the_file_and_the_reason(void **state)
     assert_null(p);
     assert_string_equal(err.message,
                         "/nonexistent/profiles.yaml: cannot open: No such file or directory");
-    char **names = (char **)(uintptr_t)1;
+    profile **all = (profile **)(uintptr_t)1;
     size_t n = 9;
-    assert_int_equal(profile_list("/nonexistent/profiles.yaml", &names, &n, &err),
+    assert_int_equal(profile_load_all("/nonexistent/profiles.yaml", &all, &n, &err),
                      PERSISTOR_E_CONFIG);
-    assert_null(names);
+    assert_null(all);
     assert_int_equal(n, 0);
 }
 
