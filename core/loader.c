@@ -181,11 +181,13 @@ static int32_t loader_check_table(const char *path, const char *type,
                              path, i);
         /* A profile entry's own keys: the adapter could never receive them. */
         if (strcmp(copy->options[i].name, "type") == 0 ||
-            strcmp(copy->options[i].name, "path") == 0)
+            strcmp(copy->options[i].name, "path") == 0 ||
+            strcmp(copy->options[i].name, "volatile") == 0)
             return error_set(err, PERSISTOR_E_ABI,
                              "%s: refused: the adapter declares an option named '%s', which a "
                              "profile entry uses itself (type: the adapter, path: its plugin "
-                             "file); rename the option",
+                             "file, volatile: accepting a non-durable fallback); rename the "
+                             "option",
                              path, copy->options[i].name);
     }
     return PERSISTOR_OK;

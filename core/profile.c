@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,6 +296,22 @@ static int32_t value_on_failure(ctx *c, const ytree_node *n, const char *path,
     return rc;
 }
 
+static int32_t value_bool(ctx *c, const ytree_node *n, const char *path, bool *out)
+{
+    char *text = NULL, got[64];
+    int32_t rc = interpolate(c, n, path, &text);
+    if (rc != PERSISTOR_OK)
+        return rc;
+    if (strcmp(text, "true") == 0 || strcmp(text, "yes") == 0 || strcmp(text, "on") == 0)
+        *out = true;
+    else if (strcmp(text, "false") == 0 || strcmp(text, "no") == 0 || strcmp(text, "off") == 0)
+        *out = false;
+    else
+        rc = fail(c, n, path, "expected true or false, got %s", ytree_quote(text, got, sizeof got));
+    free(text);
+    return rc;
+}
+
 static profile_mark mark_of(const ctx *c, const ytree_node *n)
 {
     return (profile_mark){c->mark_file, n->line, n->column};
@@ -420,6 +437,8 @@ static int32_t walk_adapter(ctx *c, const ytree_node *n, const char *path, profi
             rc = value_name(c, pr->value, kp, &a->type);
         } else if (strcmp(pr->key->text, "path") == 0) {
             rc = value_opt_text(c, pr->value, kp, &a->path);
+        } else if (strcmp(pr->key->text, "volatile") == 0) {
+            rc = value_bool(c, pr->value, kp, &a->declared_volatile);
         } else {
             rc = adapter_option(c, pr, kp, a);
         }

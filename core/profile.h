@@ -17,6 +17,7 @@
  *       adapters:                   # required, at least one, in order
  *         - type: memory            # required
  *           path: /x/memory.so      # optional explicit plugin file
+ *           volatile: true          # optional: accept a non-durable fallback
  *           max_items: 1000         # anything else: adapter options
  *       retry:                      # optional; the seed's defaults
  *         max_attempts: 3
@@ -34,6 +35,7 @@
 #ifndef PERSISTOR_CORE_PROFILE_H
 #define PERSISTOR_CORE_PROFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +64,9 @@ typedef struct profile_adapter {
     profile_mark type_mark;  /* of the type value */
     profile_option *options;
     size_t n_options;
+    /* `volatile: true`: the profile accepts that this fallback does not
+     * survive the process (e.g. memory behind a durable primary). */
+    bool declared_volatile;
 } profile_adapter;
 
 typedef struct profile_retry {

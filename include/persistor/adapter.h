@@ -194,12 +194,31 @@ typedef struct persistor_collection_spec {
     uint32_t n_indexes;
     const char *ttl_field; /* NULL when ttl_seconds == 0 */
     int64_t ttl_seconds;
+    /**
+     * A dotted path to the field that orders the versions of one document
+     * (a date, or a number), or NULL.  Only PERSISTOR_WRITE_UPSERT_IF_NEWER
+     * reads it; the host names one for collections whose documents are
+     * replaced, so that replaying an old write never undoes a newer one.
+     */
+    const char *version_field;
 } persistor_collection_spec;
 
 /** Kinds of write in a batch. */
 #define PERSISTOR_WRITE_INSERT_IF_ABSENT 1 /* EXISTS if the id is taken */
 #define PERSISTOR_WRITE_UPSERT 2           /* insert, or replace whole  */
 #define PERSISTOR_WRITE_DELETE 3           /* NOT_FOUND if absent       */
+/**
+ * Insert when the id is absent (OK).  When a document with the id is
+ * stored, replace it only if its spec's version_field sorts before the new
+ * document's in MongoDB's order (a missing field sorts as null, first):
+ * OK; otherwise keep the stored document and answer EXISTS.  Equal
+ * versions keep the stored one (EXISTS), so a replayed write is a no-op.
+ * A unique-index conflict is EXISTS, as for UPSERT.  The host sends it only
+ * on collections whose spec names a version_field, with documents of one
+ * BSON type there; on another collection it is E_INVALID.  The compare and
+ * the replace are one atomic step (a transaction, or a conditional update).
+ */
+#define PERSISTOR_WRITE_UPSERT_IF_NEWER 4
 
 /** One write of a batch.  For DELETE, doc is NULL and doc_len 0. */
 typedef struct persistor_write_op {

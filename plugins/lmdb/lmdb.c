@@ -478,7 +478,7 @@ static void lm_close(persistor_instance *inst)
     while (inst->colls != NULL) {
         lm_coll *c = inst->colls;
         inst->colls = c->next;
-        lm_coll_free(c);
+        lm_coll_free(inst, c);
     }
     if (inst->shared != NULL)
         lm_env_release(inst->shared);

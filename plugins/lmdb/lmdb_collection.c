@@ -1,9 +1,10 @@
 /*
  * lmdb_collection.c — collections: finding an ensured one, ensure_collection
  * (the stored spec, sub-db handles, emptying indexes that went away and
- * building new ones, the TTL sub-db), and each index's "clean" flag (no
- * array was ever stored in its fields; see lmdb_private.h).
+ * building new ones, the TTL sub-db, the version sorter), and each index's
+ * "clean" flag (no array was ever stored in its fields; see lmdb_private.h).
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,7 +139,7 @@ static int lm_dbi_open(MDB_txn *txn, const char *kind, const char *coll, const c
     return rc;
 }
 
-void lm_coll_free(lm_coll *c)
+void lm_coll_free(persistor_instance *inst, lm_coll *c)
 {
     if (c == NULL)
         return;
@@ -146,7 +147,33 @@ void lm_coll_free(lm_coll *c)
         free(c->idx[i].clean_key);
     free(c->idx);
     free(c->stat_key);
+    if (c->version != NULL)
+        inst->host->sorter_free(c->version);
     free(c);
+}
+
+/* Compile {version_field: 1} for upsert-if-newer into c->version; none
+ * when the spec names no version_field (a host older than the field hands a
+ * shorter spec: only what its struct_size covers is read).  Nothing on disk
+ * depends on it.  OK, E_CONFIG. */
+static int32_t lm_version_sorter(persistor_instance *inst, lm_coll *c, persistor_error *err)
+{
+    const persistor_collection_spec *spec = c->spec;
+    size_t end = offsetof(persistor_collection_spec, version_field) + sizeof spec->version_field;
+    const char *field = spec->struct_size >= end ? spec->version_field : NULL;
+    persistor_error why = {0};
+    if (field == NULL)
+        return PERSISTOR_OK;
+    bson_t sort = BSON_INITIALIZER;
+    int32_t rc = BSON_APPEND_INT32(&sort, field, 1)
+                     ? inst->host->sorter_new(bson_get_data(&sort), sort.len, &c->version, &why)
+                     : PERSISTOR_E_INVALID;
+    bson_destroy(&sort);
+    if (rc != PERSISTOR_OK)
+        return inst->host->error_set(err, PERSISTOR_E_CONFIG, "%s: version_field \"%s\": %s",
+                                     spec->name, field, why.message[0] ? why.message
+                                                                       : "not a field path");
+    return PERSISTOR_OK;
 }
 
 /* ---- clean flags ---------------------------------------------------- */
@@ -402,13 +429,17 @@ int32_t lm_ensure_collection(persistor_instance *inst,
     int32_t rc = PERSISTOR_OK;
     if (c == NULL || (c->idx = calloc(spec->n_indexes + 1, sizeof *c->idx)) == NULL ||
         (c->stat_key = malloc(strlen(spec->name) + 6)) == NULL) {
-        lm_coll_free(c);
+        lm_coll_free(inst, c);
         return host->error_set(err, PERSISTOR_E_NOMEM, "%s: out of memory", spec->name);
     }
     sprintf(c->stat_key, "stat:%s", spec->name);
     c->spec = spec;
     c->n_idx = spec->n_indexes;
     c->has_ttl = spec->ttl_seconds > 0 && spec->ttl_field != NULL;
+    if ((rc = lm_version_sorter(inst, c, err)) != PERSISTOR_OK) {
+        lm_coll_free(inst, c);
+        return rc;
+    }
     for (uint32_t i = 0; i < spec->n_indexes; i++) {
         lm_index *ix = &c->idx[i];
         ix->spec = &spec->indexes[i];
@@ -419,14 +450,14 @@ int32_t lm_ensure_collection(persistor_instance *inst,
                 strcmp(ix->spec->keys[k].field, "_id") == 0)
                 ix->plain = 0;
         if (ix->spec->name == NULL || strlen(ix->spec->name) > 60) {
-            lm_coll_free(c);
+            lm_coll_free(inst, c);
             return host->error_set(err, PERSISTOR_E_CONFIG,
                                    "%s: index names must be 1 to 60 bytes", spec->name);
         }
         ix->clean = -1;
         if (ix->plain) {
             if ((ix->clean_key = lm_clean_key(spec->name, ix->spec->name)) == NULL) {
-                lm_coll_free(c);
+                lm_coll_free(inst, c);
                 return host->error_set(err, PERSISTOR_E_NOMEM, "%s: out of memory", spec->name);
             }
             ix->clean_key_len = strlen(ix->clean_key);
@@ -444,7 +475,7 @@ int32_t lm_ensure_collection(persistor_instance *inst,
     lm_spec_blob(&blob, spec);
     if (blob.oom) {
         free(blob.p);
-        lm_coll_free(c);
+        lm_coll_free(inst, c);
         return host->error_set(err, PERSISTOR_E_NOMEM, "%s: out of memory", spec->name);
     }
     for (;;) {
@@ -471,7 +502,7 @@ int32_t lm_ensure_collection(persistor_instance *inst,
     }
     free(blob.p);
     if (rc != PERSISTOR_OK) {
-        lm_coll_free(c);
+        lm_coll_free(inst, c);
         return rc;
     }
     /* Replace any earlier spec of this name (the old one stays the host's). */
@@ -479,7 +510,7 @@ int32_t lm_ensure_collection(persistor_instance *inst,
         if (strcmp((*p)->spec->name, spec->name) == 0) {
             lm_coll *old = *p;
             *p = old->next;
-            lm_coll_free(old);
+            lm_coll_free(inst, old);
             break;
         }
     }

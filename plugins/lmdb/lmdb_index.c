@@ -581,6 +581,12 @@ static int32_t lm_put(persistor_instance *inst, MDB_txn *txn, lm_coll *c,
         *mdb = MDB_SUCCESS;
         if (found && op->kind == PERSISTOR_WRITE_INSERT_IF_ABSENT)
             return PERSISTOR_EXISTS;
+        /* The stored version, read in this write transaction, sorts at or
+         * after the new one: keep it (equal: a replayed write). */
+        if (found && op->kind == PERSISTOR_WRITE_UPSERT_IF_NEWER &&
+            host->sorter_compare(c->version, old.mv_data, (uint32_t)old.mv_size, op->doc,
+                                 op->doc_len) >= 0)
+            return PERSISTOR_EXISTS;
         for (uint32_t i = 0; i < c->n_idx; i++) {
             MDB_val holder = {0, NULL};
             if (!c->idx[i].unique)
@@ -695,6 +701,13 @@ int32_t lm_write_ops(persistor_instance *inst, MDB_txn *txn, lm_coll *c,
         } else if (op->kind == PERSISTOR_WRITE_UPSERT ||
                    op->kind == PERSISTOR_WRITE_INSERT_IF_ABSENT) {
             rc = lm_put(inst, txn, c, op, &b, mdb, err);
+        } else if (op->kind == PERSISTOR_WRITE_UPSERT_IF_NEWER) {
+            rc = c->version != NULL
+                     ? lm_put(inst, txn, c, op, &b, mdb, err)
+                     : inst->host->error_set(err, PERSISTOR_E_INVALID,
+                                             "%s/%s: upsert-if-newer on a collection whose spec "
+                                             "names no version_field; name one, or write with "
+                                             "UPSERT", c->spec->name, op->id);
         } else {
             rc = inst->host->error_set(err, PERSISTOR_E_INVALID, "%s/%s: unknown write kind %u",
                                        c->spec->name, op->id, op->kind);

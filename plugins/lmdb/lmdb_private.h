@@ -94,6 +94,7 @@ typedef struct lm_coll {
     int has_ttl;
     int firsts_cover; /* every field of a plain index leads one (lmdb_index.c) */
     char *stat_key; /* "stat:<coll>" */
+    persistor_sorter *version; /* {version_field: 1} for upsert-if-newer, or NULL */
 } lm_coll;
 
 /* A filter's shape: its top-level keys and their scalar types, values
@@ -148,7 +149,7 @@ int32_t lm_coll_get(persistor_instance *inst, const char *name, lm_coll **out,
                     persistor_error *err);
 int32_t lm_ensure_collection(persistor_instance *inst, const persistor_collection_spec *spec,
                              persistor_error *err);
-void lm_coll_free(lm_coll *c);
+void lm_coll_free(persistor_instance *inst, lm_coll *c);
 /* Is `ix` clean in the snapshot of `txn`?  0 on an LMDB error (*mdb). */
 int lm_index_is_clean(persistor_instance *inst, MDB_txn *txn, lm_index *ix, int *mdb);
 

@@ -10,6 +10,9 @@
  * Per collection: a hash table id -> item (O(1) among 100,000 documents)
  * and a list in write order, oldest first, for max_items eviction.  Queries
  * and unique checks scan the list: a real store keeps indexes instead.
+ * Versions (UPSERT_IF_NEWER) compare with the host's sorter on
+ * {version_field: 1}, compiled once per ensure_collection: MongoDB's order
+ * of values is the host's to know, never an adapter's to redo.
  *
  * What an adapter must not do, and this one shows how not to:
  *   - include anything of persistor's but adapter.h, or link libpersistor:
@@ -23,6 +26,7 @@
  * No locks: without PERSISTOR_CAP_THREAD_SAFE the host serialises every
  * call into an instance, cursors included.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +46,7 @@ typedef struct mem_item {
 typedef struct mem_collection {
     struct mem_collection *next; /* a handful per instance: a list will do */
     const persistor_collection_spec *spec; /* the host's: valid until close */
+    persistor_sorter *version;             /* {version_field: 1}, or NULL */
     mem_item **buckets;                    /* by id; a power of two of them */
     size_t n_buckets;
     mem_item *oldest, *newest;
@@ -197,6 +202,48 @@ static int32_t mem_unique_check(persistor_instance *inst, const mem_collection *
     return PERSISTOR_OK;
 }
 
+/* The spec's version_field, or NULL.  A host older than the field hands a
+ * shorter spec: read only what its struct_size covers. */
+static const char *mem_version_field(const persistor_collection_spec *spec)
+{
+    size_t end = offsetof(persistor_collection_spec, version_field) + sizeof spec->version_field;
+    return spec->struct_size >= end ? spec->version_field : NULL;
+}
+
+/* Compile {version_field: 1} into *out (NULL when the spec names none).
+ * The BSON is built by hand: an int32 element between the length and the
+ * final 0.  OK, or E_CONFIG / E_NOMEM. */
+static int32_t mem_version_sorter(persistor_instance *inst, const persistor_collection_spec *spec,
+                                  persistor_sorter **out, persistor_error *err)
+{
+    const persistor_host *host = inst->host;
+    const char *field = mem_version_field(spec);
+    persistor_error why = {0};
+    *out = NULL;
+    if (field == NULL)
+        return PERSISTOR_OK;
+    size_t n = strlen(field);
+    if (n > 1024)
+        return host->error_set(err, PERSISTOR_E_CONFIG, "%s: version_field is %zu bytes long; "
+                               "1024 at most", spec->name, n);
+    uint32_t len = (uint32_t)(4 + 1 + n + 1 + 4 + 1);
+    uint8_t *sort = malloc(len);
+    if (sort == NULL)
+        return host->error_set(err, PERSISTOR_E_NOMEM, "%s: out of memory", spec->name);
+    const uint8_t le[4] = {(uint8_t)len, (uint8_t)(len >> 8), 0, 0}, one[4] = {1, 0, 0, 0};
+    memcpy(sort, le, 4);
+    sort[4] = 0x10; /* int32 */
+    memcpy(sort + 5, field, n + 1);
+    memcpy(sort + 6 + n, one, 4);
+    sort[len - 1] = 0;
+    int32_t rc = host->sorter_new(sort, len, out, &why);
+    free(sort);
+    if (rc != PERSISTOR_OK)
+        return host->error_set(err, PERSISTOR_E_CONFIG, "%s: version_field \"%s\": %s",
+                               spec->name, field, why.message);
+    return PERSISTOR_OK;
+}
+
 /* A later ensure may bring other indexes: refuse the ones the documents
  * already break, as MongoDB refuses to build them, and change nothing.
  * O(n^2), which is fine: the host ensures right after open(), when a memory
@@ -204,13 +251,19 @@ static int32_t mem_unique_check(persistor_instance *inst, const mem_collection *
 static int32_t mem_ensure_collection(persistor_instance *inst,
                                      const persistor_collection_spec *spec, persistor_error *err)
 {
+    const persistor_host *host = inst->host;
+    persistor_sorter *version;
+    int32_t rc = mem_version_sorter(inst, spec, &version, err);
+    if (rc != PERSISTOR_OK)
+        return rc;
     mem_collection *c = mem_collection_find(inst, spec->name);
     if (c == NULL) {
         c = calloc(1, sizeof *c);
         if (c == NULL || (c->buckets = calloc(16, sizeof *c->buckets)) == NULL) {
             free(c);
-            return inst->host->error_set(err, PERSISTOR_E_NOMEM,
-                                         "%s: out of memory creating it", spec->name);
+            rc = host->error_set(err, PERSISTOR_E_NOMEM, "%s: out of memory creating it",
+                                 spec->name);
+            goto fail;
         }
         c->n_buckets = 16;
         c->next = inst->collections;
@@ -219,24 +272,35 @@ static int32_t mem_ensure_collection(persistor_instance *inst,
     for (const mem_item *item = c->oldest; item != NULL; item = item->newer) {
         const persistor_index_spec *index;
         const mem_item *other;
-        int32_t rc = mem_unique_check(inst, c, spec, item->doc, item->len, item, &index, &other);
+        rc = mem_unique_check(inst, c, spec, item->doc, item->len, item, &index, &other);
         if (rc == PERSISTOR_EXISTS)
-            return inst->host->error_set(err, PERSISTOR_E_CONFIG,
-                                         "%s: cannot build unique index %s: documents %s and %s "
-                                         "have the same key; remove one of them first",
-                                         spec->name, index->name, item->id, other->id);
+            rc = host->error_set(err, PERSISTOR_E_CONFIG,
+                                 "%s: cannot build unique index %s: documents %s and %s have "
+                                 "the same key; remove one of them first",
+                                 spec->name, index->name, item->id, other->id);
+        else if (rc != PERSISTOR_OK)
+            rc = host->error_set(err, rc, "%s: cannot index document %s", spec->name, item->id);
         if (rc != PERSISTOR_OK)
-            return inst->host->error_set(err, rc, "%s: cannot index document %s", spec->name,
-                                         item->id);
+            goto fail;
     }
-    c->spec = spec; /* indexes and TTL take effect from here on */
+    /* Indexes, TTL and version field take effect from here on. */
+    c->spec = spec;
+    if (c->version != NULL)
+        host->sorter_free(c->version);
+    c->version = version;
     return PERSISTOR_OK;
+fail:
+    if (version != NULL)
+        host->sorter_free(version);
+    return rc;
 }
 
 /* ---- write ----------------------------------------------------------- */
 
 /* One insert or upsert.  Every check and the allocation come before the
- * first change, so a refused or failed op changes (and evicts) nothing. */
+ * first change, so a refused or failed op changes (and evicts) nothing.
+ * UPSERT_IF_NEWER keeps the stored document unless its version sorts
+ * strictly before the new one's (equal: a replay, kept). */
 static int32_t mem_put(persistor_instance *inst, mem_collection *c, const persistor_write_op *op,
                        mem_item *old, uint64_t *evicted, persistor_error *err)
 {
@@ -250,6 +314,9 @@ static int32_t mem_put(persistor_instance *inst, mem_collection *c, const persis
         op->doc[op->doc_len - 1] != 0)
         return host->error_set(err, PERSISTOR_E_INVALID, "%s/%s: the document is not BSON",
                                c->spec->name, op->id);
+    if (old != NULL && op->kind == PERSISTOR_WRITE_UPSERT_IF_NEWER &&
+        host->sorter_compare(c->version, old->doc, old->len, op->doc, op->doc_len) >= 0)
+        return PERSISTOR_EXISTS;
     /* Against every other item, even one that is next to be evicted. */
     int32_t rc = mem_unique_check(inst, c, c->spec, op->doc, op->doc_len, old, &index, &other);
     if (rc != PERSISTOR_OK)
@@ -287,6 +354,13 @@ static int32_t mem_apply(persistor_instance *inst, mem_collection *c, const pers
     switch (op->kind) {
     case PERSISTOR_WRITE_INSERT_IF_ABSENT:
     case PERSISTOR_WRITE_UPSERT:
+        return mem_put(inst, c, op, old, evicted, err);
+    case PERSISTOR_WRITE_UPSERT_IF_NEWER:
+        if (c->version == NULL)
+            return host->error_set(err, PERSISTOR_E_INVALID,
+                                   "%s/%s: upsert-if-newer on a collection whose spec names no "
+                                   "version_field; name one, or write with UPSERT",
+                                   c->spec->name, op->id);
         return mem_put(inst, c, op, old, evicted, err);
     case PERSISTOR_WRITE_DELETE:
         if (old == NULL)
@@ -514,6 +588,8 @@ static void mem_close(persistor_instance *inst)
         inst->collections = c->next;
         while (c->oldest != NULL)
             mem_remove(c, c->oldest);
+        if (c->version != NULL)
+            inst->host->sorter_free(c->version);
         free(c->buckets);
         free(c);
     }

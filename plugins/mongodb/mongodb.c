@@ -297,6 +297,7 @@ static int32_t mg_open(const persistor_host *host, const persistor_config *confi
                                host->config_label(config));
     inst->host = host;
     inst->config = config;
+    pthread_mutex_init(&inst->known_lock, NULL);
     int32_t rc = mg_read_options(inst, err);
     if (rc != PERSISTOR_OK)
         goto fail;
@@ -330,6 +331,8 @@ static void mg_close(persistor_instance *inst)
         memset(inst->password, 0, strlen(inst->password));
         free(inst->password);
     }
+    mg_known_free(inst);
+    pthread_mutex_destroy(&inst->known_lock);
     free(inst);
 }
 

@@ -17,8 +17,13 @@
  * idempotent on the server.
  *
  * Index commands use the instance's write concern (majority, journal).
+ *
+ * The server has no notion of a version field: the spec's is remembered
+ * here, per collection, for the writes' upsert-if-newer (mongodb_ops.c).
  */
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mongodb_internal.h"
@@ -210,6 +215,51 @@ static int32_t mg_ensure_ttl(persistor_instance *inst, mongoc_client_t *client,
     return rc;
 }
 
+const char *mg_version_field(persistor_instance *inst, const char *collection)
+{
+    const char *field = NULL;
+    pthread_mutex_lock(&inst->known_lock);
+    const mg_known *k = inst->known;
+    while (k != NULL && strcmp(k->spec->name, collection) != 0)
+        k = k->next;
+    /* A host older than the field hands a shorter spec, which names none. */
+    if (k != NULL && k->spec->struct_size >= offsetof(persistor_collection_spec, version_field) +
+                                                 sizeof k->spec->version_field)
+        field = k->spec->version_field;
+    pthread_mutex_unlock(&inst->known_lock);
+    return field;
+}
+
+/* Remember `spec` for its collection, replacing an older one. */
+static int32_t mg_remember(persistor_instance *inst, const persistor_collection_spec *spec,
+                           persistor_error *err)
+{
+    pthread_mutex_lock(&inst->known_lock);
+    mg_known *k = inst->known;
+    while (k != NULL && strcmp(k->spec->name, spec->name) != 0)
+        k = k->next;
+    if (k == NULL && (k = calloc(1, sizeof *k)) != NULL) {
+        k->next = inst->known;
+        inst->known = k;
+    }
+    if (k != NULL)
+        k->spec = spec;
+    pthread_mutex_unlock(&inst->known_lock);
+    if (k == NULL)
+        return inst->host->error_set(err, PERSISTOR_E_NOMEM, "mongodb ensure %s on %s: out of "
+                                     "memory", spec->name, inst->where);
+    return PERSISTOR_OK;
+}
+
+void mg_known_free(persistor_instance *inst)
+{
+    while (inst->known != NULL) {
+        mg_known *k = inst->known;
+        inst->known = k->next;
+        free(k);
+    }
+}
+
 int32_t mg_ensure_collection(persistor_instance *inst, const persistor_collection_spec *spec,
                              persistor_error *err)
 {
@@ -259,6 +309,8 @@ int32_t mg_ensure_collection(persistor_instance *inst, const persistor_collectio
         rc = mg_db_command(inst, client, &cmd, "create", spec->name, 48, err); /* exists */
         bson_destroy(&cmd);
     }
+    if (rc == PERSISTOR_OK)
+        rc = mg_remember(inst, spec, err);
     mongoc_collection_destroy(coll);
     mg_release(inst, client);
     bson_destroy(&present);

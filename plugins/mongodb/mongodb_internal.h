@@ -4,7 +4,8 @@
  *   mongodb.c             the ABI table, options, open/close (the client
  *                         pool and its URI), ping and describe
  *   mongodb_collection.c  ensure_collection: indexes, the TTL index and
- *                         its collMod
+ *                         its collMod; the version_field of each ensured
+ *                         collection, for upsert-if-newer
  *   mongodb_ops.c         write, get, exists, query and cursors, count,
  *                         stats
  *   mongodb_errors.c      libmongoc errors to persistor's classes: one
@@ -20,6 +21,7 @@
 #ifndef PERSISTOR_MONGODB_INTERNAL_H
 #define PERSISTOR_MONGODB_INTERNAL_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include <mongoc/mongoc.h>
@@ -29,6 +31,13 @@
 /* MongoDB's largest document (maxBsonObjectSize), the host's too. */
 #define MG_MAX_DOC_SIZE (16 * 1024 * 1024)
 
+/* A collection ensured by this instance, and its spec (the host's: valid
+ * until close).  The server keeps no version_field: writes look it up. */
+typedef struct mg_known {
+    struct mg_known *next;
+    const persistor_collection_spec *spec;
+} mg_known;
+
 struct persistor_instance {
     const persistor_host *host;
     const persistor_config *config;
@@ -37,6 +46,8 @@ struct persistor_instance {
     const char *database;        /* the config's string: valid until close */
     char *password;              /* a copy, only to scrub it out of messages */
     char where[256];             /* "host:port,host:port/database" */
+    pthread_mutex_t known_lock;  /* THREAD_SAFE: ensure and write may race */
+    mg_known *known;             /* ensured collections, newest first */
 };
 
 /* ---- mongodb_errors.c ------------------------------------------------ */
@@ -84,6 +95,12 @@ void mg_release(persistor_instance *inst, mongoc_client_t *client);
 
 int32_t mg_ensure_collection(persistor_instance *inst, const persistor_collection_spec *spec,
                              persistor_error *err);
+/* The version_field of `collection` as last ensured by this instance, or
+ * NULL (none, or never ensured).  The string is the host's, valid until
+ * close. */
+const char *mg_version_field(persistor_instance *inst, const char *collection);
+/* Forget every ensured collection (at close). */
+void mg_known_free(persistor_instance *inst);
 
 /* ---- mongodb_ops.c ---------------------------------------------------- */
 

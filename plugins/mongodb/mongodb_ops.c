@@ -12,6 +12,17 @@
  * duplicate on another unique index is EXISTS; one on `_id` itself can only
  * be a concurrent insert racing the upsert, and is RETRY (nothing applied).
  *
+ * Upsert-if-newer is one conditional replace, atomic on the server:
+ * replaceOne({_id, $or: [{vf: {$lt: new}}, {vf: null}]}, doc, upsert).  It
+ * matches a stored document whose version sorts before the new one (null
+ * and missing before any value), replaces it, and inserts when the id is
+ * absent; when the stored version is the same or later nothing matches,
+ * the upsert's insert meets the stored `_id`, and that duplicate key is the
+ * answer EXISTS.  $lt compares within one BSON type (numbers of every
+ * width together), as the host promises versions of one type.  A new
+ * document without a version (or null) is never after anything stored: it
+ * is a plain insert, EXISTS when the id is taken.
+ *
  * Deletes: each DELETE is its own `delete` command, between the bulk runs.
  * An unordered bulk reply only gives nRemoved for all its deletes
  * together, and the contract wants NOT_FOUND per op; checking existence
@@ -76,6 +87,15 @@ static int mg_dup_on_id(const bson_t *werr)
     return 0;
 }
 
+static const char *mg_kind_name(uint32_t kind)
+{
+    switch (kind) {
+    case PERSISTOR_WRITE_UPSERT: return "upsert";
+    case PERSISTOR_WRITE_UPSERT_IF_NEWER: return "upsert-if-newer";
+    default: return "insert";
+    }
+}
+
 /* Answer the ops of the bulk's writeErrors.  Returns the first error class
  * met among them (filling err), or OK when they are all EXISTS. */
 static int32_t mg_write_errors(persistor_instance *inst, const char *collection,
@@ -101,6 +121,7 @@ static int32_t mg_write_errors(persistor_instance *inst, const char *collection,
         if (index < 0 || (uint64_t)index >= m)
             continue;
         uint32_t i = map[index];
+        /* Upsert-if-newer: a duplicate _id is the stored, newer version. */
         if (code == 11000 && !(ops[i].kind == PERSISTOR_WRITE_UPSERT && mg_dup_on_id(&we))) {
             results[i] = PERSISTOR_EXISTS;
             continue;
@@ -110,8 +131,7 @@ static int32_t mg_write_errors(persistor_instance *inst, const char *collection,
         if (bson_iter_init_find(&msg, &we, "errmsg") && BSON_ITER_HOLDS_UTF8(&msg))
             bson_strncpy(berr.message, bson_iter_utf8(&msg, NULL), sizeof berr.message);
         char op[300];
-        snprintf(op, sizeof op, "%s of %s",
-                 ops[i].kind == PERSISTOR_WRITE_UPSERT ? "upsert" : "insert", ops[i].id);
+        snprintf(op, sizeof op, "%s of %s", mg_kind_name(ops[i].kind), ops[i].id);
         persistor_error scratch;
         int32_t cls = mg_error(inst, first == PERSISTOR_OK ? err : &scratch, &berr, &we,
                                MG_WRITE, op, collection);
@@ -153,11 +173,37 @@ static int mg_error_is_write_error(const bson_t *reply, const bson_error_t *berr
     return 0;
 }
 
+/* The selector of an upsert-if-newer of `doc` versioned by `field` into
+ * `sel`: {_id, $or: [{field: {$lt: its value}}, {field: null}]}.  false
+ * when the document has no version (missing or null): then nothing stored
+ * is older, and the op is an insert. */
+static bool mg_newer_selector(const bson_t *doc, const char *id, const char *field, bson_t *sel)
+{
+    bson_iter_t it, v;
+    bson_t alts, clause, cmp;
+    if (!bson_iter_init(&it, doc) || !bson_iter_find_descendant(&it, field, &v) ||
+        BSON_ITER_HOLDS_NULL(&v))
+        return false;
+    BSON_APPEND_UTF8(sel, "_id", id);
+    BSON_APPEND_ARRAY_BEGIN(sel, "$or", &alts);
+    BSON_APPEND_DOCUMENT_BEGIN(&alts, "0", &clause);
+    BSON_APPEND_DOCUMENT_BEGIN(&clause, field, &cmp);
+    bson_append_iter(&cmp, "$lt", -1, &v);
+    bson_append_document_end(&clause, &cmp);
+    bson_append_document_end(&alts, &clause);
+    BSON_APPEND_DOCUMENT_BEGIN(&alts, "1", &clause);
+    BSON_APPEND_NULL(&clause, field);
+    bson_append_document_end(&alts, &clause);
+    bson_append_array_end(sel, &alts);
+    return true;
+}
+
 /* One unordered bulk of the inserts and upserts ops[map[0..m)].  Answers
- * each of them; returns OK or the error class (err filled). */
+ * each of them; returns OK or the error class (err filled).  `version` is
+ * the collection's version_field (for upsert-if-newer ops), or NULL. */
 static int32_t mg_bulk(persistor_instance *inst, mongoc_collection_t *coll, const char *collection,
-                       const persistor_write_op *ops, const uint32_t *map, uint32_t m,
-                       int32_t *results, persistor_error *err)
+                       const char *version, const persistor_write_op *ops, const uint32_t *map,
+                       uint32_t m, int32_t *results, persistor_error *err)
 {
     bson_t opts = BSON_INITIALIZER, iopts = BSON_INITIALIZER, ropts = BSON_INITIALIZER, reply;
     bson_error_t berr;
@@ -171,7 +217,11 @@ static int32_t mg_bulk(persistor_instance *inst, mongoc_collection_t *coll, cons
         const persistor_write_op *op = &ops[map[k]];
         bson_t doc, sel = BSON_INITIALIZER;
         bool ok = bson_init_static(&doc, op->doc, op->doc_len);
-        if (ok && op->kind == PERSISTOR_WRITE_INSERT_IF_ABSENT) {
+        if (ok && op->kind == PERSISTOR_WRITE_UPSERT_IF_NEWER) {
+            ok = mg_newer_selector(&doc, op->id, version, &sel)
+                     ? mongoc_bulk_operation_replace_one_with_opts(bulk, &sel, &doc, &ropts, &berr)
+                     : mongoc_bulk_operation_insert_with_opts(bulk, &doc, &iopts, &berr);
+        } else if (ok && op->kind == PERSISTOR_WRITE_INSERT_IF_ABSENT) {
             ok = mongoc_bulk_operation_insert_with_opts(bulk, &doc, &iopts, &berr);
         } else if (ok) {
             BSON_APPEND_UTF8(&sel, "_id", op->id);
@@ -254,6 +304,7 @@ int32_t mg_write(persistor_instance *inst, const char *collection, const persist
                  uint32_t n, int32_t *results, persistor_error *err)
 {
     const persistor_host *host = inst->host;
+    const char *version = mg_version_field(inst, collection);
     int32_t rc = PERSISTOR_OK;
     uint32_t *map = calloc(n ? n : 1, sizeof *map);
     if (map == NULL)
@@ -268,13 +319,21 @@ int32_t mg_write(persistor_instance *inst, const char *collection, const persist
             continue;
         if (ops[i].doc == NULL || ops[i].doc_len < 5 || ops[i].doc_len > MG_MAX_DOC_SIZE ||
             (ops[i].kind != PERSISTOR_WRITE_INSERT_IF_ABSENT &&
-             ops[i].kind != PERSISTOR_WRITE_UPSERT)) {
+             ops[i].kind != PERSISTOR_WRITE_UPSERT &&
+             ops[i].kind != PERSISTOR_WRITE_UPSERT_IF_NEWER)) {
             results[i] = host->error_set(
                 rc == PERSISTOR_OK ? err : NULL, PERSISTOR_E_INVALID,
                 "mongodb write of %s %s on %s: %s (%u bytes; MongoDB stores at most %d)",
                 ops[i].id ? ops[i].id : "?", collection, inst->where,
                 ops[i].doc_len > MG_MAX_DOC_SIZE ? "document too large" : "invalid op",
                 ops[i].doc_len, MG_MAX_DOC_SIZE);
+            rc = PERSISTOR_E_INVALID;
+        } else if (ops[i].kind == PERSISTOR_WRITE_UPSERT_IF_NEWER && version == NULL) {
+            results[i] = host->error_set(
+                rc == PERSISTOR_OK ? err : NULL, PERSISTOR_E_INVALID,
+                "mongodb upsert-if-newer of %s %s on %s: the collection's spec names no "
+                "version_field (or it was not ensured); name one, or write with UPSERT",
+                ops[i].id ? ops[i].id : "?", collection, inst->where);
             rc = PERSISTOR_E_INVALID;
         }
     }
@@ -300,7 +359,7 @@ int32_t mg_write(persistor_instance *inst, const char *collection, const persist
             if (results[j] == MG_PENDING)
                 map[m++] = j;
         persistor_error scratch;
-        int32_t brc = mg_bulk(inst, coll, collection, ops, map, m, results,
+        int32_t brc = mg_bulk(inst, coll, collection, version, ops, map, m, results,
                               rc == PERSISTOR_OK ? err : &scratch);
         if (brc == PERSISTOR_E_INVALID || brc == PERSISTOR_E_CONFIG) {
             if (rc == PERSISTOR_OK) /* those ops only: the others went on */

@@ -25,13 +25,18 @@
  * Writes: a batch is one BEGIN IMMEDIATE transaction.  A unique conflict
  * (on id for insert-if-absent, or on a unique key column) fails only its
  * own statement — SQLite backs out that one statement and the transaction
- * goes on — so each op's EXISTS costs no savepoint.
+ * goes on — so each op's EXISTS costs no savepoint.  Upsert-if-newer reads
+ * the stored document in that transaction and compares versions with the
+ * host's sorter (MongoDB's order, which SQL cannot express), so no other
+ * writer comes between the compare and the replace.
  */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <bson/bson.h>
 
 #include "sqlite_internal.h"
 
@@ -64,6 +69,8 @@ void sq_collection_free(persistor_instance *inst, sq_collection *c)
         }
     }
     free(c->indexes);
+    if (c->version != NULL)
+        inst->host->sorter_free(c->version);
     free(c);
 }
 
@@ -465,6 +472,30 @@ static int32_t sq_check_spec(persistor_instance *inst, const persistor_collectio
     return PERSISTOR_OK;
 }
 
+/* Compile {version_field: 1} for upsert-if-newer into c->version; none
+ * when the spec names no version_field (a host older than the field hands a
+ * shorter spec: only what its struct_size covers is read).  OK, E_CONFIG. */
+static int32_t sq_version_sorter(persistor_instance *inst, sq_collection *c,
+                                 persistor_error *err)
+{
+    const persistor_collection_spec *spec = c->spec;
+    size_t end = offsetof(persistor_collection_spec, version_field) + sizeof spec->version_field;
+    const char *field = spec->struct_size >= end ? spec->version_field : NULL;
+    persistor_error why = {0};
+    if (field == NULL)
+        return PERSISTOR_OK;
+    bson_t sort = BSON_INITIALIZER;
+    int32_t prc = BSON_APPEND_INT32(&sort, field, 1)
+                      ? inst->host->sorter_new(bson_get_data(&sort), sort.len, &c->version, &why)
+                      : PERSISTOR_E_INVALID;
+    bson_destroy(&sort);
+    if (prc != PERSISTOR_OK)
+        return inst->host->error_set(err, PERSISTOR_E_CONFIG, "%s: version_field \"%s\": %s",
+                                     spec->name, field, why.message[0] ? why.message
+                                                                       : "not a field path");
+    return PERSISTOR_OK;
+}
+
 int32_t sq_ensure_collection(persistor_instance *inst, const persistor_collection_spec *spec,
                              persistor_error *err)
 {
@@ -481,6 +512,8 @@ int32_t sq_ensure_collection(persistor_instance *inst, const persistor_collectio
         goto done;
     }
     c->spec = spec;
+    if ((prc = sq_version_sorter(inst, c, err)) != PERSISTOR_OK)
+        goto done;
     sq_hex_name(c->table, sizeof c->table, "c_", spec->name);
     sq_hex_name(p.hex, sizeof p.hex, "", spec->name);
     p.table = c->table;
@@ -594,6 +627,32 @@ static int32_t sq_step_put(sqlite3_stmt *st, int *sqlite_rc)
     return sq_class(rc);
 }
 
+/* Upsert-if-newer: is a stored document with the op's id there, at the
+ * same or a later version?  EXISTS (keep it), OK (write the op), or an
+ * error.  In the batch's transaction: nothing changes before the write. */
+static int32_t sq_stored_is_newer(persistor_instance *inst, sq_collection *c,
+                                  const persistor_write_op *op, persistor_error *err)
+{
+    sqlite3_stmt *st = c->st[SQ_ST_GET];
+    int32_t prc = PERSISTOR_OK;
+    sqlite3_bind_text(st, 1, op->id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const void *doc = sqlite3_column_blob(st, 0);
+        uint32_t len = (uint32_t)sqlite3_column_bytes(st, 0);
+        if (doc == NULL && sqlite3_errcode(inst->db) == SQLITE_NOMEM)
+            prc = inst->host->error_set(err, PERSISTOR_E_NOMEM, "%s/%s: out of memory",
+                                        c->spec->name, op->id);
+        else if (inst->host->sorter_compare(c->version, doc, len, op->doc, op->doc_len) >= 0)
+            prc = PERSISTOR_EXISTS;
+    } else if (rc != SQLITE_DONE) {
+        prc = sq_error(inst, rc, err, "%s/%s: reading the stored version", c->spec->name,
+                       op->id);
+    }
+    sqlite3_reset(st);
+    return prc;
+}
+
 /* One op inside the batch's transaction.  An answer (OK, EXISTS,
  * NOT_FOUND), or an error with `err` set. */
 static int32_t sq_apply(persistor_instance *inst, sq_collection *c, const persistor_write_op *op,
@@ -616,6 +675,13 @@ static int32_t sq_apply(persistor_instance *inst, sq_collection *c, const persis
     case PERSISTOR_WRITE_UPSERT:
     case PERSISTOR_WRITE_INSERT_IF_ABSENT:
         break;
+    case PERSISTOR_WRITE_UPSERT_IF_NEWER:
+        if (c->version == NULL)
+            return inst->host->error_set(err, PERSISTOR_E_INVALID,
+                                         "%s/%s: upsert-if-newer on a collection whose spec "
+                                         "names no version_field; name one, or write with "
+                                         "UPSERT", name, op->id);
+        break;
     default:
         return inst->host->error_set(err, PERSISTOR_E_INVALID, "%s/%s: unknown write kind %u",
                                      name, op->id, op->kind);
@@ -624,7 +690,10 @@ static int32_t sq_apply(persistor_instance *inst, sq_collection *c, const persis
     int has_ttl = 0;
     if ((prc = sq_prepare_doc(inst, c, op, &ttl, &has_ttl, err)) != PERSISTOR_OK)
         return prc;
-    if (op->kind == PERSISTOR_WRITE_UPSERT) {
+    if (op->kind == PERSISTOR_WRITE_UPSERT_IF_NEWER &&
+        (prc = sq_stored_is_newer(inst, c, op, err)) != PERSISTOR_OK)
+        return prc;
+    if (op->kind != PERSISTOR_WRITE_INSERT_IF_ABSENT) {
         /* Replace in place (a new seq: the newest write), else insert. */
         sqlite3_stmt *st = c->st[SQ_ST_UPDATE];
         sq_bind_doc(c, st, op, ttl, has_ttl);

@@ -73,6 +73,7 @@ typedef struct sq_collection {
     char table[2 + 2 * SQ_MAX_COLLECTION_NAME + 1]; /* "c_<hex>" */
     sq_index *indexes;                     /* spec->n_indexes of them */
     sqlite3_stmt *st[SQ_ST_N];
+    persistor_sorter *version;             /* {version_field: 1}, or NULL */
 } sq_collection;
 
 struct persistor_instance {

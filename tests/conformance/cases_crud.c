@@ -140,7 +140,7 @@ static void ensure_users(conf_fixture *f)
         {"team_1_n_-1", team, 2, 0},
         {"email_1", email, 1, PERSISTOR_INDEX_UNIQUE},
     };
-    persistor_collection_spec spec = {sizeof spec, "users", idx, 2, NULL, 0};
+    persistor_collection_spec spec = {sizeof spec, "users", idx, 2, NULL, 0, NULL};
     persistor_error err = {0};
     conf_expect(f->adapter->ensure_collection(f->inst, conf_keep_spec(f, spec), &err),
                 PERSISTOR_OK, &err);
@@ -364,7 +364,7 @@ static void test_stats_count_items_and_stored_bytes(void **state)
 
 static void ensure_sessions(conf_fixture *f)
 {
-    persistor_collection_spec spec = {sizeof spec, "sessions", NULL, 0, "createdAt", 60};
+    persistor_collection_spec spec = {sizeof spec, "sessions", NULL, 0, "createdAt", 60, NULL};
     persistor_error err = {0};
     conf_expect(f->adapter->ensure_collection(f->inst, conf_keep_spec(f, spec), &err),
                 PERSISTOR_OK, &err);

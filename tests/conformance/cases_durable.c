@@ -141,7 +141,7 @@ static const persistor_index_spec reopen_indexes[] = {
 static void reopen_ensure(conf_fixture *f)
 {
     persistor_collection_spec users = {sizeof users, "users",   reopen_indexes, 2,
-                                       "createdAt",  3600};
+                                       "createdAt",  3600, NULL};
     persistor_error err = {0};
     conf_expect(f->adapter->ensure_collection(f->inst, conf_keep_spec(f, users), &err),
                 PERSISTOR_OK, &err);
@@ -386,7 +386,7 @@ static int writer_run(conf_fixture *f, int writer, uint32_t n_docs, int go_fd)
     }
     /* Every instance ensures what it uses before anything else (adapter.h);
      * a static spec outlives the instance, as the header asks. */
-    static const persistor_collection_spec race = {sizeof race, "race", NULL, 0, NULL, 0};
+    static const persistor_collection_spec race = {sizeof race, "race", NULL, 0, NULL, 0, NULL};
     for (int attempt = 0; attempt <= DURABLE_WRITER_RETRIES; attempt++) {
         if ((rc = f->adapter->ensure_collection(inst, &race, &err)) != PERSISTOR_E_RETRY)
             break;
@@ -673,7 +673,7 @@ static void test_hundred_thousand_documents(void **state)
     struct timespec t0;
     durable_or_skip(f);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    persistor_collection_spec spec = {sizeof spec, "many", idx, 1, NULL, 0};
+    persistor_collection_spec spec = {sizeof spec, "many", idx, 1, NULL, 0, NULL};
     conf_expect(f->adapter->ensure_collection(f->inst, conf_keep_spec(f, spec), &err),
                 PERSISTOR_OK, &err);
     many_write(f, n);

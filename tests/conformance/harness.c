@@ -334,7 +334,7 @@ const persistor_collection_spec *conf_keep_spec(conf_fixture *f, persistor_colle
 
 void conf_ensure(conf_fixture *f, const char *collection)
 {
-    persistor_collection_spec spec = {sizeof spec, collection, NULL, 0, NULL, 0};
+    persistor_collection_spec spec = {sizeof spec, collection, NULL, 0, NULL, 0, NULL};
     persistor_error err = {0};
     conf_expect(f->adapter->ensure_collection(f->inst, conf_keep_spec(f, spec), &err),
                 PERSISTOR_OK, &err);

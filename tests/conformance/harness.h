@@ -97,6 +97,8 @@ extern const struct CMUnitTest conf_crud_tests[];
 extern const size_t conf_n_crud_tests;
 extern const struct CMUnitTest conf_data_tests[];
 extern const size_t conf_n_data_tests;
+extern const struct CMUnitTest conf_version_tests[];
+extern const size_t conf_n_version_tests;
 /* Table-driven query cases, expanded into one cmocka test per row. */
 size_t conf_query_tests(struct CMUnitTest **out);
 

@@ -90,17 +90,30 @@ log = logging.getLogger("mongod-mock")
 
 
 class CommandError(Exception):
-    def __init__(self, code, msg):
+    """`info`: the error's extra fields, as the server adds them to the
+    command's error or to the write error (a duplicate key's keyPattern and
+    keyValue)."""
+    def __init__(self, code, msg, info=None):
         super().__init__(msg)
         self.code = code
         self.msg = msg
+        self.info = info or {}
 
 
-def err_doc(code, msg, labels=None):
+def err_doc(code, msg, labels=None, info=None):
     d = {"ok": 0.0, "errmsg": msg, "code": code,
          "codeName": CODE_NAMES.get(code, "Error%d" % code)}
+    d.update(info or {})
     if labels:
         d["errorLabels"] = list(labels)
+    return d
+
+
+def write_error(index, ex):
+    """One entry of writeErrors, in mongod's field order."""
+    d = {"index": index, "code": ex.code}
+    d.update(ex.info)
+    d["errmsg"] = ex.msg
     return d
 
 
@@ -447,7 +460,9 @@ class Collection:
     def dup_error(self, index, key_doc):
         return CommandError(
             11000, "E11000 duplicate key error collection: %s index: %s dup key: %s"
-            % (self.ns, index.name, display(key_doc)))
+            % (self.ns, index.name, display(key_doc)),
+            {"keyPattern": dict(index.spec["key"]),
+             "keyValue": {k: [] if v is EMPTY else v for k, v in key_doc.items()}})
 
     def _key_doc(self, index, doc):
         return {p: (sort_key_value(doc, p, 1) if _has_path(doc, p) else None)
@@ -686,7 +701,7 @@ class Server:
                 reply = handler(self, cmd, rawcmd, db, conn_id)
             except CommandError as ex:
                 log.info("%s: error %d %s", name, ex.code, ex.msg)
-                return err_doc(ex.code, ex.msg)
+                return err_doc(ex.code, ex.msg, info=ex.info)
             except Exception as ex:  # a bug here must not kill the connection
                 log.exception("%s failed", name)
                 return err_doc(1, "mock server error in %s: %r" % (name, ex))
@@ -804,7 +819,7 @@ def h_insert(s, cmd, rawcmd, db, conn_id):
             c.put(raw, doc)
             n += 1
         except CommandError as ex:
-            errors.append({"index": i, "code": ex.code, "errmsg": ex.msg})
+            errors.append(write_error(i, ex))
             if ordered:
                 break
         except (bson.errors.BSONError, ValueError, OverflowError) as ex:
@@ -888,7 +903,7 @@ def h_update(s, cmd, rawcmd, db, conn_id):
                 upserted.append({"index": i, "_id": idv})
                 n += 1
         except CommandError as ex:
-            errors.append({"index": i, "code": ex.code, "errmsg": ex.msg})
+            errors.append(write_error(i, ex))
             if ordered:
                 break
     reply = {"n": n, "nModified": modified, "ok": 1.0}
@@ -916,7 +931,7 @@ def h_delete(s, cmd, rawcmd, db, conn_id):
                 c.remove(norm(e.doc["_id"]))
                 n += 1
         except CommandError as ex:
-            errors.append({"index": i, "code": ex.code, "errmsg": ex.msg})
+            errors.append(write_error(i, ex))
             if cmd.get("ordered", True):
                 break
     reply = {"n": n, "ok": 1.0}

@@ -259,6 +259,33 @@ static void test_data(mongoc_client_t *c)
           "$set int64 lost its type");
     mongoc_cursor_destroy(cur);
     bson_destroy(set);
+
+    /* A conditional replace with upsert whose filter misses the stored
+     * document inserts, and meets its _id: 11000 on _id_ (keyPattern, as
+     * mongod 4.4+ names it), nothing changed.  The mongodb adapter's
+     * upsert-if-newer reads that as "a newer version is stored". */
+    bson_t *older = BCON_NEW("_id", "u1", "$or", "[", "{", "v", "{", "$lt", BCON_INT32(3), "}",
+                             "}", "{", "v", BCON_NULL, "}", "]");
+    bson_t *newer = BCON_NEW("_id", "u1", "$or", "[", "{", "v", "{", "$lt", BCON_INT32(4), "}",
+                             "}", "{", "v", BCON_NULL, "}", "]");
+    bson_t *v4 = BCON_NEW("_id", "u1", "v", BCON_INT32(4));
+    CHECK(!mongoc_collection_replace_one(coll, older, v4, upsert, &reply, &err) &&
+              err.code == 11000,
+          "conditional upsert onto a stored _id: code %u %s", err.code, err.message);
+    CHECK(int_field(&reply, "writeErrors.0.code") == 11000 &&
+              int_field(&reply, "writeErrors.0.keyPattern._id") == 1,
+          "conditional upsert: no 11000 with keyPattern {_id: 1}");
+    bson_destroy(&reply);
+    CHECK(mongoc_collection_replace_one(coll, newer, v4, upsert, &reply, &err) &&
+              int_field(&reply, "matchedCount") == 1 && int_field(&reply, "upsertedCount") == 0,
+          "conditional replace of an older version: %s", err.message);
+    bson_destroy(&reply);
+    cur = mongoc_collection_find_with_opts(coll, sel, NULL, NULL);
+    CHECK(mongoc_cursor_next(cur, &got) && same_bytes(got, v4), "conditional replace lost");
+    mongoc_cursor_destroy(cur);
+    bson_destroy(older);
+    bson_destroy(newer);
+    bson_destroy(v4);
     bson_destroy(sel);
     bson_destroy(v1);
     bson_destroy(v2);

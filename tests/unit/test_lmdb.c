@@ -130,7 +130,7 @@ static int32_t lt_open(lt_world *w, lt_inst *m, const char *const *opts, persist
         m->options[i] = (profile_option){m->keys[i], m->values[i], "test.adapters[0].x",
                                          {"<test>", (uint32_t)(3 + i), 18}};
     m->entry = (profile_adapter){"lmdb", w->so, "test.adapters[0]", {"<test>", 2, 7},
-                                 {"<test>", 2, 13}, m->options, n};
+                                 {"<test>", 2, 13}, m->options, n, false};
     int32_t rc = config_new(&m->entry, w->api, "lmdb#0", &m->config, err);
     if (rc == PERSISTOR_OK)
         rc = w->api->open(w->host, m->config, &m->inst, err);
@@ -156,7 +156,7 @@ static void lt_close(lt_inst *m)
 
 static void lt_ensure(lt_inst *m, const char *coll, const persistor_index_spec *idx, uint32_t n)
 {
-    persistor_collection_spec spec = {sizeof spec, coll, idx, n, NULL, 0};
+    persistor_collection_spec spec = {sizeof spec, coll, idx, n, NULL, 0, NULL};
     persistor_error err = {0};
     assert_true(m->n_specs < 8);
     m->specs[m->n_specs] = spec;
@@ -489,7 +489,7 @@ static void test_two_processes_write_2000_each(void **state)
             persistor_error err = {0};
             int32_t results[100];
             int bad = lt_open(w, &mine, NULL, &err) != PERSISTOR_OK;
-            persistor_collection_spec spec = {sizeof spec, "c", NULL, 0, NULL, 0};
+            persistor_collection_spec spec = {sizeof spec, "c", NULL, 0, NULL, 0, NULL};
             bad = bad || w->api->ensure_collection(mine.inst, &spec, &err) != PERSISTOR_OK;
             for (int b = 0; !bad && b < 20; b++)
                 bad = lt_batch(&mine, "c", k ? "q" : "p", b * 100, 100, 200, results, &err) !=

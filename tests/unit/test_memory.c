@@ -95,7 +95,7 @@ static int32_t mt_open(mt_world *w, mt_inst *m, const char *max_items, persistor
     m->option = (profile_option){"max_items", m->value, "test.adapters[0].max_items",
                                  {"<test>", 3, 18}};
     m->entry = (profile_adapter){"memory", w->path, "test.adapters[0]", {"<test>", 2, 7},
-                                 {"<test>", 2, 13}, &m->option, max_items ? 1 : 0};
+                                 {"<test>", 2, 13}, &m->option, max_items ? 1 : 0, false};
     int32_t rc = config_new(&m->entry, w->api, "memory#0", &m->config, err);
     if (rc == PERSISTOR_OK)
         rc = w->api->open(w->host, m->config, &m->inst, err);
@@ -120,7 +120,8 @@ static void mt_open_ok(mt_world *w, mt_inst *m, const char *max_items)
 static void mt_ensure(mt_inst *m, const char *coll, const persistor_index_spec *idx, uint32_t n,
                       const char *ttl_field)
 {
-    persistor_collection_spec spec = {sizeof spec, coll, idx, n, ttl_field, ttl_field ? 60 : 0};
+    persistor_collection_spec spec = {sizeof spec, coll, idx, n, ttl_field, ttl_field ? 60 : 0,
+                                      NULL};
     persistor_error err = {0};
     int32_t rc = m->w->api->ensure_collection(m->inst, mt_keep_spec(m, spec), &err);
     if (rc != PERSISTOR_OK)
@@ -457,7 +458,7 @@ static void test_a_cursor_is_a_snapshot_of_the_query(void **state)
 static void test_ensure_changes_unique_indexes_or_refuses_what_data_breaks(void **state)
 {
     mt_inst m;
-    persistor_collection_spec spec = {sizeof spec, "c", email_unique, 1, NULL, 0};
+    persistor_collection_spec spec = {sizeof spec, "c", email_unique, 1, NULL, 0, NULL};
     persistor_error err = {0};
     mt_open_ok(*state, &m, NULL);
     mt_ensure(&m, "c", NULL, 0, NULL);
@@ -552,7 +553,7 @@ static void test_a_failing_index_key_changes_nothing(void **state)
     assert_int_equal(m.w->api->ensure_collection(
                          m.inst,
                          mt_keep_spec(&m, (persistor_collection_spec){sizeof(persistor_collection_spec),
-                                                                      "c", email_unique, 1, NULL, 0}),
+                                                                      "c", email_unique, 1, NULL, 0, NULL}),
                          &err),
                      PERSISTOR_E_NOMEM);
     index_key_budget = 1000;

@@ -2,8 +2,8 @@
  * test_mongodb.c — what the mongodb adapter promises beyond the conformance
  * suite, against the mock mongod of tests/mongod (its port in
  * $PERSISTOR_MONGOD_DIR/port, its fault controls on control_port): options
- * that reach libmongoc's URI, the answers of insert-if-absent, upsert and
- * delete, queries the server runs, the TTL index and its collMod, every
+ * that reach libmongoc's URI, the answers of insert-if-absent, upsert,
+ * upsert-if-newer and delete, queries the server runs, the TTL index and its collMod, every
  * error class through injected faults, messages that name the operation
  * and collection but never the password, describe, and the error table
  * row by row (mongodb_errors.c is compiled in).
@@ -154,7 +154,7 @@ static int32_t mt_open(mt_inst *m, const char *const *kv, persistor_error *err)
                                          {"<test>", (uint32_t)i + 3, 9}};
     }
     m->entry = (profile_adapter){"mongodb", NULL, "test.adapters[0]", {"<test>", 2, 7},
-                                 {"<test>", 2, 13}, m->options, n};
+                                 {"<test>", 2, 13}, m->options, n, false};
     int32_t rc = config_new(&m->entry, world.api, "mongodb#0", &m->config, err);
     if (rc == PERSISTOR_OK)
         rc = world.api->open(world.host, m->config, &m->inst, err);
@@ -185,7 +185,7 @@ static int32_t mt_ensure_spec(mt_inst *m, const char *coll, const persistor_inde
 {
     assert_true(m->n_specs < 8);
     m->specs[m->n_specs] = (persistor_collection_spec){sizeof(persistor_collection_spec), coll,
-                                                        idx, n, ttl_field, ttl};
+                                                        idx, n, ttl_field, ttl, NULL};
     return world.api->ensure_collection(m->inst, &m->specs[m->n_specs++], err);
 }
 
@@ -335,6 +335,37 @@ static void test_unique_index_violation_by_another_id_is_exists(void **state)
     assert_int_equal(mt_put(&m, "u", PERSISTOR_WRITE_UPSERT,
                             "{\"_id\": \"u2\", \"email\": \"a@x\"}"), PERSISTOR_EXISTS);
     assert_int_equal(world.api->exists(m.inst, "u", "u2", &err), PERSISTOR_NOT_FOUND);
+    mt_close(&m);
+}
+
+/* Upsert-if-newer is one conditional replace with upsert (no read first:
+ * nothing comes between the compare and the replace); a document without
+ * a version is a plain insert. */
+static void test_upsert_if_newer_is_one_conditional_replace(void **state)
+{
+    const uint32_t newer = PERSISTOR_WRITE_UPSERT_IF_NEWER;
+    mt_inst m;
+    persistor_error err = {0};
+    mt_open_ok(&m, NULL);
+    m.specs[m.n_specs] = (persistor_collection_spec){sizeof(persistor_collection_spec), "v",
+                                                      NULL, 0, NULL, 0, "at"};
+    assert_int_equal(world.api->ensure_collection(m.inst, &m.specs[m.n_specs++], &err),
+                     PERSISTOR_OK);
+    mt_control_ok("clearstats");
+    assert_int_equal(mt_put(&m, "v", newer, "{\"_id\": \"a\", \"at\": 5}"), PERSISTOR_OK);
+    assert_int_equal(mt_put(&m, "v", newer, "{\"_id\": \"a\", \"at\": 4}"), PERSISTOR_EXISTS);
+    const char *last = mongod_control("last update");
+    if (strstr(last, "\"$or\"") == NULL || strstr(last, "\"$lt\"") == NULL ||
+        strstr(last, "\"upsert\": true") == NULL)
+        fail_msg("not a conditional replace with upsert: %s", last);
+    const char *stats = mongod_control("stats");
+    if (strstr(stats, "\"find\"") != NULL || strstr(stats, "\"insert\"") != NULL)
+        fail_msg("more than the update was sent: %s", stats);
+    assert_int_equal(mt_put(&m, "v", newer, "{\"_id\": \"b\"}"), PERSISTOR_OK);
+    assert_int_equal(mt_put(&m, "v", newer, "{\"_id\": \"b\", \"x\": 1}"), PERSISTOR_EXISTS);
+    stats = mongod_control("stats");
+    if (strstr(stats, "\"insert\": 2") == NULL)
+        fail_msg("no version: not sent as inserts: %s", stats);
     mt_close(&m);
 }
 
@@ -699,6 +730,7 @@ int main(void)
         T(test_bad_option_values_are_config_errors_with_line_and_column),
         T(test_insert_upsert_delete_answers),
         T(test_unique_index_violation_by_another_id_is_exists),
+        T(test_upsert_if_newer_is_one_conditional_replace),
         T(test_filter_sort_skip_limit_run_on_the_server),
         T(test_ttl_index_created_changed_by_collmod_and_dropped),
         T(test_injected_server_errors_are_classed),

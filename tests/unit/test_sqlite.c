@@ -126,7 +126,7 @@ static int32_t st_open_api(st_world *w, const persistor_adapter *api, st_inst *m
                                          {"<test>", (uint32_t)n + 3, 9}};
     }
     m->entry = (profile_adapter){(char *)api->name, NULL, "test.adapters[0]", {"<test>", 2, 7},
-                                 {"<test>", 2, 13}, m->options, n};
+                                 {"<test>", 2, 13}, m->options, n, false};
     int32_t rc = config_new(&m->entry, api, "sqlite#0", &m->config, err);
     if (rc == PERSISTOR_OK)
         rc = api->open(w->host, m->config, &m->inst, err);
@@ -164,7 +164,7 @@ static int32_t st_ensure_spec(st_inst *m, const char *coll, const persistor_inde
 {
     assert_true(m->n_specs < sizeof m->specs / sizeof m->specs[0]);
     m->specs[m->n_specs] = (persistor_collection_spec){sizeof(persistor_collection_spec), coll,
-                                                        idx, n, NULL, 0};
+                                                        idx, n, NULL, 0, NULL};
     return m->api->ensure_collection(m->inst, &m->specs[m->n_specs++], err);
 }
 
