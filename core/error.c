@@ -5,6 +5,8 @@
  */
 #include "error.h"
 
+#include "persistor/persistor.h" /* PERSISTOR_NOT_STORED */
+
 #include <stdio.h>
 #include <string.h>
 
@@ -64,6 +66,7 @@ const char *error_code_name(int32_t code)
     case PERSISTOR_NOT_FOUND: return "NOT_FOUND";
     case PERSISTOR_EXISTS: return "EXISTS";
     case PERSISTOR_ITER_END: return "ITER_END";
+    case PERSISTOR_NOT_STORED: return "NOT_STORED";
     case PERSISTOR_E_RETRY: return "E_RETRY";
     case PERSISTOR_E_UNCERTAIN: return "E_UNCERTAIN";
     case PERSISTOR_E_UNAVAILABLE: return "E_UNAVAILABLE";

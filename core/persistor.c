@@ -196,6 +196,37 @@ void persistor_profile_list_free(persistor_profile_list *list)
     memset(list, 0, sizeof *list);
 }
 
+int persistor_degraded(persistor *p)
+{
+    return router_degraded(p->router);
+}
+
+int32_t persistor_on_failure(const persistor *p, profile_collection_kind kind, const char *event,
+                             const persistor_write_op *ops, int32_t *results, size_t n,
+                             int32_t rc, const persistor_error *err)
+{
+    if (rc >= 0 || rc == PERSISTOR_E_INVALID ||
+        p->prof->collections[kind].on_failure != PROFILE_FAIL_OPEN)
+        return rc;
+    char name[96];
+    snprintf(name, sizeof name, "%s_persist_failed", event);
+    for (size_t i = 0; i < n; i++) {
+        if (results[i] >= 0)
+            continue;
+        results[i] = PERSISTOR_NOT_STORED;
+        log_line line;
+        if (log_begin(&line, PERSISTOR_LOG_ERROR, name)) {
+            log_str(&line, "collection", persistor_collection_name(p, kind));
+            log_str(&line, "id", ops[i].id);
+            log_str(&line, "code", persistor_rc_name(rc));
+            log_str(&line, "reason", err != NULL ? err->message : "");
+            log_str(&line, "on_failure", "fail_open");
+            log_end(&line);
+        }
+    }
+    return PERSISTOR_OK;
+}
+
 int32_t persistor_health_check(persistor *p, persistor_health *out, persistor_error *err)
 {
     return router_health(p->router, out, err);

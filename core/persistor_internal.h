@@ -25,6 +25,19 @@ struct persistor {
 /* The collection name the profile gives `kind`. */
 const char *persistor_collection_name(const persistor *p, profile_collection_kind kind);
 
+/*
+ * A write of `n` records to collection `kind` failed with `rc` (< 0).
+ * Under `on_failure: fail_closed`, or for E_INVALID (the caller's input:
+ * no store would take it), the error stands: returns rc.  Under fail_open,
+ * each record without an answer gets NOT_STORED in results[] and a
+ * `<event>_persist_failed` log line with its id and the reason, and the
+ * call returns OK, so the caller is never blocked and nothing is dropped
+ * silently.
+ */
+int32_t persistor_on_failure(const persistor *p, profile_collection_kind kind, const char *event,
+                             const persistor_write_op *ops, int32_t *results, size_t n,
+                             int32_t rc, const persistor_error *err);
+
 /* The collection specs (indexes, TTL) of the snapshot domain, named and
  * timed from the profile, into specs[]; returns how many. */
 size_t snapshot_collection_specs(const profile *prof, persistor_collection_spec *specs);

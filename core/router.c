@@ -1,76 +1,46 @@
 /*
- * router.c — opens the adapter chain and routes generic collection calls.
+ * router.c — the adapter chain: opening it, the circuit breakers and the
+ * recovery thread that probes them, and health.
  *
- * Every call into an adapter goes through adapter_call_* here, which holds
- * the adapter's lock when it is not thread-safe.  Today every call goes to
- * the primary (the first adapter of the chain); retry, the circuit breaker
- * and failover to the next adapter belong here too, and only here.
+ * Calls (router_ops.c) go to the first adapter of the chain whose breaker
+ * is closed.  An adapter that does not answer at open, or stops answering
+ * later, has its breaker opened; from then on one thread per router — the
+ * recovery thread, started at open — pings it, backing off, so no caller
+ * ever waits on a dead store.  When the primary answers again, the
+ * fallbacks' journals are replayed into it (router_replay.c) before its
+ * breaker closes.  Retry, breaker, failover and replay live in the router
+ * and nowhere else.
  */
-#include "router.h"
+#define _GNU_SOURCE /* pthread_rwlockattr_setkind_np */
+#include "router_internal.h"
 
 #include <bson/bson.h>
-#include <pthread.h>
-#include <stdbool.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "buffer.h"
 #include "config.h"
+#include "buffer.h"
 #include "error.h"
-#include "loader.h"
+#include "journal.h"
 #include "log.h"
+#include "retry.h"
 
-/* TTL sweeps run at most this often (on the router's clock). */
-#define ROUTER_SWEEP_INTERVAL_MS 1000
-
-typedef struct router_adapter {
-    char label[64];
-    const persistor_adapter *api; /* borrowed from module */
-    loader_module *module;
-    persistor_config *config;
-    persistor_host *host;
-    persistor_instance *inst;
-    bool serialise;
-    pthread_mutex_t lock;
-} router_adapter;
-
-typedef struct router_collection {
-    const persistor_collection_spec *spec;
-    pthread_mutex_t sweep_lock;
-    int64_t last_sweep_ms;
-} router_collection;
-
-struct router {
-    const profile *prof;
-    host_clock_fn clock;
-    void *clock_ctx;
-    router_adapter *adapters;
-    size_t n_adapters;
-    router_collection *collections;
-    size_t n_collections;
-};
-
-struct router_cursor {
-    router_adapter *adapter;
-    persistor_cursor *cursor;
-};
-
-static void adapter_lock(router_adapter *a)
+void router_adapter_lock(router_adapter *a)
 {
     if (a->serialise)
         pthread_mutex_lock(&a->lock);
 }
 
-static void adapter_unlock(router_adapter *a)
+void router_adapter_unlock(router_adapter *a)
 {
     if (a->serialise)
         pthread_mutex_unlock(&a->lock);
 }
 
-/* Name the adapter in an adapter's error: "memory#0: <message>". */
-static int32_t adapter_fail(const router_adapter *a, int32_t rc, persistor_error *err)
+int32_t router_adapter_fail(const router_adapter *a, int32_t rc, persistor_error *err)
 {
     if (rc < 0)
         error_prefix(err, "%s", a->label);
@@ -82,12 +52,7 @@ int64_t router_now_ms(const router *r)
     return r->clock != NULL ? r->clock(r->clock_ctx) : host_realtime_ms();
 }
 
-static router_adapter *router_primary(router *r)
-{
-    return &r->adapters[0];
-}
-
-static router_collection *router_find_collection(router *r, const char *name)
+router_collection *router_find_collection(router *r, const char *name)
 {
     for (size_t i = 0; i < r->n_collections; i++)
         if (strcmp(r->collections[i].spec->name, name) == 0)
@@ -95,8 +60,82 @@ static router_collection *router_find_collection(router *r, const char *name)
     return NULL;
 }
 
+bool router_fails_over(int32_t rc)
+{
+    return rc == PERSISTOR_E_RETRY || rc == PERSISTOR_E_UNCERTAIN || rc == PERSISTOR_E_UNAVAILABLE;
+}
+
+bool router_degraded(router *r)
+{
+    return breaker_get(&r->adapters[0].breaker) != BREAKER_CLOSED;
+}
+
 /* ------------------------------------------------------------------ */
-/* Opening and closing the chain                                      */
+/* Retry and the breaker                                              */
+
+int32_t router_attempt(router *r, router_adapter *a, const char *operation, bool idempotent,
+                       router_attempt_fn fn, void *ctx, persistor_error *err)
+{
+    const profile_retry *policy = &r->prof->retry;
+    for (uint32_t attempt = 1;; attempt++) {
+        router_adapter_lock(a);
+        int32_t rc = fn(a, ctx, err);
+        router_adapter_unlock(a);
+        if (!retry_worth(rc, idempotent) || attempt >= policy->max_attempts)
+            return rc;
+        /* Another call gave up on this adapter meanwhile: follow it to the
+         * next adapter instead of waiting out our own retries. */
+        if (breaker_get(&a->breaker) == BREAKER_OPEN)
+            return rc;
+        uint64_t delay = retry_jitter_ms(policy, attempt);
+        log_line line;
+        if (log_begin(&line, PERSISTOR_LOG_WARN, "retry_scheduled")) {
+            log_str(&line, "adapter", a->label);
+            log_str(&line, "operation", operation);
+            log_int(&line, "attempt", attempt + 1);
+            log_int(&line, "max_attempts", policy->max_attempts);
+            log_int(&line, "delay_ms", (int64_t)delay);
+            log_str(&line, "code", persistor_rc_name(rc));
+            log_str(&line, "reason", err != NULL ? err->message : "");
+            log_end(&line);
+        }
+        retry_sleep_ms(delay);
+    }
+}
+
+static void router_wake_recovery(router *r)
+{
+    pthread_mutex_lock(&r->recovery_lock);
+    pthread_cond_signal(&r->recovery_wake);
+    pthread_mutex_unlock(&r->recovery_lock);
+}
+
+void router_trip(router *r, router_adapter *a, int32_t rc, const persistor_error *err)
+{
+    char reason[256];
+    snprintf(reason, sizeof reason, "%s: %s", persistor_rc_name(rc),
+             err != NULL && err->message[0] ? err->message : "no answer");
+    if (!breaker_trip(&a->breaker, &r->prof->retry, reason))
+        return;
+    const char *to = "none";
+    for (size_t i = a->index + 1; i < r->n_adapters; i++)
+        if (breaker_get(&r->adapters[i].breaker) == BREAKER_CLOSED) {
+            to = r->adapters[i].label;
+            break;
+        }
+    log_line line;
+    if (log_begin(&line, PERSISTOR_LOG_ERROR, "adapter_failover")) {
+        log_str(&line, "adapter", a->label);
+        log_str(&line, "to", to);
+        log_str(&line, "code", persistor_rc_name(rc));
+        log_str(&line, "reason", reason);
+        log_end(&line);
+    }
+    router_wake_recovery(r);
+}
+
+/* ------------------------------------------------------------------ */
+/* Opening an adapter                                                 */
 
 static void router_adapter_close(router_adapter *a)
 {
@@ -105,15 +144,20 @@ static void router_adapter_close(router_adapter *a)
     config_free(a->config);
     host_free(a->host);
     loader_release(a->module);
+    breaker_destroy(&a->breaker);
     pthread_mutex_destroy(&a->lock);
 }
 
-static int32_t router_adapter_open(router *r, size_t index, router_adapter *a,
+/* Load the module and check the options: everything that needs no store. */
+static int32_t router_adapter_load(router *r, size_t index, router_adapter *a,
                                    persistor_error *err)
 {
     const profile_adapter *entry = &r->prof->adapters[index];
     snprintf(a->label, sizeof a->label, "%s#%zu", entry->type, index);
+    a->index = index;
     pthread_mutex_init(&a->lock, NULL);
+    breaker_init(&a->breaker);
+    atomic_init(&a->ready, false);
 
     int32_t rc = loader_acquire(entry->type, entry->path, r->prof->plugin_dir, host_default(),
                                 &a->module, err);
@@ -121,26 +165,44 @@ static int32_t router_adapter_open(router *r, size_t index, router_adapter *a,
         return rc;
     a->api = loader_adapter(a->module);
     a->serialise = !(a->api->capabilities & PERSISTOR_CAP_THREAD_SAFE);
+    a->durable = (a->api->capabilities & PERSISTOR_CAP_DURABLE) != 0;
+    a->declared_volatile = entry->declared_volatile;
     rc = config_new(entry, a->api, a->label, &a->config, err);
     if (rc != PERSISTOR_OK)
         return rc;
     a->host = host_new(a->label, r->clock, r->clock_ctx);
     if (a->host == NULL)
         return error_set(err, PERSISTOR_E_NOMEM, "%s: out of memory", a->label);
-    rc = a->api->open(a->host, a->config, &a->inst, err);
-    if (rc != PERSISTOR_OK) {
-        a->inst = NULL;
-        error_prefix(err, "%s: open failed (%s)", a->label, loader_path(a->module));
-        return rc;
-    }
-    for (size_t i = 0; i < r->n_collections; i++) {
-        rc = a->api->ensure_collection(a->inst, r->collections[i].spec, err);
+    return PERSISTOR_OK;
+}
+
+/* Open the store and ensure every collection (and, on a fallback, the
+ * journal).  Runs at router_open, and in the recovery thread for an
+ * adapter that did not answer then; on success the adapter is ready. */
+static int32_t router_adapter_connect(router *r, router_adapter *a, persistor_error *err)
+{
+    int32_t rc = PERSISTOR_OK;
+    router_adapter_lock(a);
+    if (a->inst == NULL) {
+        rc = a->api->open(a->host, a->config, &a->inst, err);
         if (rc != PERSISTOR_OK) {
-            error_prefix(err, "%s: ensure_collection %s", a->label,
-                         r->collections[i].spec->name);
-            return rc;
+            a->inst = NULL;
+            error_prefix(err, "%s: open failed (%s)", a->label, loader_path(a->module));
         }
     }
+    for (size_t i = 0; rc == PERSISTOR_OK && i <= r->n_collections; i++) {
+        const persistor_collection_spec *spec =
+            i < r->n_collections ? r->collections[i].spec : a->index > 0 ? journal_spec() : NULL;
+        if (spec == NULL)
+            break;
+        rc = a->api->ensure_collection(a->inst, spec, err);
+        if (rc != PERSISTOR_OK)
+            error_prefix(err, "%s: ensure_collection %s", a->label, spec->name);
+    }
+    router_adapter_unlock(a);
+    if (rc != PERSISTOR_OK)
+        return rc;
+    atomic_store(&a->ready, true);
     log_line line;
     if (log_begin(&line, PERSISTOR_LOG_INFO, "adapter_opened")) {
         log_str(&line, "adapter", a->label);
@@ -151,12 +213,80 @@ static int32_t router_adapter_open(router *r, size_t index, router_adapter *a,
     return PERSISTOR_OK;
 }
 
-int32_t router_open(const profile *prof, const persistor_collection_spec *specs, size_t n_specs,
-                    host_clock_fn clock, void *clock_ctx, router **out, persistor_error *err)
+/* A fallback that dies with the process behind a primary that does not:
+ * the profile must say it accepts that (`volatile: true`). */
+static int32_t router_check_durability(router *r, persistor_error *err)
+{
+    if (!r->adapters[0].durable)
+        return PERSISTOR_OK;
+    for (size_t i = 1; i < r->n_adapters; i++) {
+        const router_adapter *a = &r->adapters[i];
+        const profile_adapter *entry = &r->prof->adapters[i];
+        if (a->durable || a->declared_volatile)
+            continue;
+        return error_set(err, PERSISTOR_E_CONFIG,
+                         "%s:%u:%u: %s: %s does not survive the process, so writes it takes "
+                         "while %s is down are lost if the process ends before they are "
+                         "replayed; declare `volatile: true` on this entry to accept that, or "
+                         "use a durable fallback (sqlite, lmdb)",
+                         entry->mark.file, entry->mark.line, entry->mark.column, entry->key_path,
+                         a->label, r->adapters[0].label);
+    }
+    return PERSISTOR_OK;
+}
+
+/* Connect every adapter; one that does not answer starts with its breaker
+ * open.  Fails on anything else, or when none answers. */
+static int32_t router_connect_chain(router *r, persistor_error *err)
+{
+    size_t ready = 0;
+    char reasons[PERSISTOR_ERROR_MESSAGE_MAX] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < r->n_adapters; i++) {
+        router_adapter *a = &r->adapters[i];
+        persistor_error one = {0};
+        int32_t rc = router_adapter_connect(r, a, &one);
+        if (rc == PERSISTOR_OK) {
+            ready++;
+            continue;
+        }
+        if (!router_fails_over(rc)) {
+            *err = one;
+            return rc;
+        }
+        router_trip(r, a, rc, &one);
+        used += (size_t)snprintf(reasons + used, used < sizeof reasons ? sizeof reasons - used : 0,
+                                 "%s%s", used ? "; " : "", one.message);
+    }
+    if (ready == 0)
+        return error_set(err, PERSISTOR_E_UNAVAILABLE,
+                         "profile %s: no adapter of the chain answers: %s", r->prof->name, reasons);
+    return PERSISTOR_OK;
+}
+
+static void *router_recovery_main(void *arg);
+
+static int32_t router_start_recovery(router *r, persistor_error *err)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->recovery_wake, &attr);
+    pthread_condattr_destroy(&attr);
+    int rc = pthread_create(&r->recovery_thread, NULL, router_recovery_main, r);
+    if (rc != 0)
+        return error_set(err, PERSISTOR_E_NOMEM, "profile %s: cannot start the recovery thread: %s",
+                         r->prof->name, strerror(rc));
+    r->recovery_started = true;
+    return PERSISTOR_OK;
+}
+
+static router *router_alloc(const profile *prof, const persistor_collection_spec *specs,
+                            size_t n_specs, host_clock_fn clock, void *clock_ctx)
 {
     router *r = calloc(1, sizeof *r);
     if (r == NULL)
-        return error_set(err, PERSISTOR_E_NOMEM, "out of memory opening profile %s", prof->name);
+        return NULL;
     r->prof = prof;
     r->clock = clock;
     r->clock_ctx = clock_ctx;
@@ -166,7 +296,7 @@ int32_t router_open(const profile *prof, const persistor_collection_spec *specs,
         free(r->adapters);
         free(r->collections);
         free(r);
-        return error_set(err, PERSISTOR_E_NOMEM, "out of memory opening profile %s", prof->name);
+        return NULL;
     }
     for (size_t i = 0; i < n_specs; i++) {
         r->collections[i].spec = &specs[i];
@@ -174,15 +304,49 @@ int32_t router_open(const profile *prof, const persistor_collection_spec *specs,
         r->collections[i].last_sweep_ms = INT64_MIN;
     }
     r->n_collections = n_specs;
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    /* A replay's final drain must not starve behind a stream of writers. */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&r->route_lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    pthread_mutex_init(&r->recovery_lock, NULL);
+    pthread_mutex_init(&r->replay_lock, NULL);
+    return r;
+}
 
+int32_t router_open(const profile *prof, const persistor_collection_spec *specs, size_t n_specs,
+                    host_clock_fn clock, void *clock_ctx, router **out, persistor_error *err)
+{
+    router *r = router_alloc(prof, specs, n_specs, clock, clock_ctx);
+    if (r == NULL)
+        return error_set(err, PERSISTOR_E_NOMEM, "out of memory opening profile %s", prof->name);
+    /* Everything that needs no store is checked before any store is touched. */
     int32_t rc = PERSISTOR_OK;
     for (size_t i = 0; i < prof->n_adapters && rc == PERSISTOR_OK; i++) {
-        rc = router_adapter_open(r, i, &r->adapters[i], err);
-        r->n_adapters = i + 1; /* close what was (partly) opened on failure */
+        rc = router_adapter_load(r, i, &r->adapters[i], err);
+        r->n_adapters = i + 1; /* close what was (partly) loaded on failure */
     }
+    if (rc == PERSISTOR_OK)
+        rc = router_check_durability(r, err);
+    if (rc == PERSISTOR_OK)
+        rc = router_start_recovery(r, err);
+    if (rc == PERSISTOR_OK)
+        rc = router_connect_chain(r, err);
     if (rc != PERSISTOR_OK) {
         router_close(r);
         return rc;
+    }
+    /* What an earlier process left in a fallback goes to the primary now,
+     * before this one writes anything: a short-lived process strands
+     * nothing, and nothing reaches the primary out of order. */
+    if (atomic_load(&r->adapters[0].ready)) {
+        for (size_t i = 1; i < r->n_adapters; i++)
+            if (atomic_load(&r->adapters[i].ready) && router_journal_pending(r, &r->adapters[i]) > 0) {
+                breaker_trip(&r->adapters[0].breaker, &r->prof->retry, "journal to replay");
+                router_recover_primary(r);
+                break;
+            }
     }
     *out = r;
     return PERSISTOR_OK;
@@ -192,299 +356,111 @@ void router_close(router *r)
 {
     if (r == NULL)
         return;
+    if (r->recovery_started) {
+        pthread_mutex_lock(&r->recovery_lock);
+        r->stopping = true;
+        pthread_cond_signal(&r->recovery_wake);
+        pthread_mutex_unlock(&r->recovery_lock);
+        pthread_join(r->recovery_thread, NULL);
+        pthread_cond_destroy(&r->recovery_wake);
+    }
     for (size_t i = r->n_adapters; i-- > 0;)
         router_adapter_close(&r->adapters[i]);
     for (size_t i = 0; i < r->n_collections; i++)
         pthread_mutex_destroy(&r->collections[i].sweep_lock);
+    pthread_rwlock_destroy(&r->route_lock);
+    pthread_mutex_destroy(&r->recovery_lock);
+    pthread_mutex_destroy(&r->replay_lock);
     free(r->adapters);
     free(r->collections);
     free(r);
 }
 
-static int32_t adapter_cursor_next(router_adapter *a, persistor_cursor *cursor,
-                                   const uint8_t **doc, uint32_t *len, persistor_error *err)
-{
-    adapter_lock(a);
-    int32_t rc = a->api->cursor_next(cursor, doc, len, err);
-    adapter_unlock(a);
-    return rc;
-}
-
 /* ------------------------------------------------------------------ */
-/* TTL                                                                */
+/* The recovery thread                                                */
 
-/* Delete, on one adapter, every document of `coll` whose TTL field is
- * before the cutoff: the adapter's own expire, or a query and deletes. */
-static int32_t adapter_expire(router_adapter *a, const router_collection *coll, int64_t cutoff,
-                              uint64_t *removed, persistor_error *err)
+static int32_t router_ping_attempt(router_adapter *a, void *ctx, persistor_error *err)
 {
-    const persistor_collection_spec *spec = coll->spec;
-    *removed = 0;
-    if (a->api->expire != NULL) {
-        adapter_lock(a);
-        int32_t rc = a->api->expire(a->inst, spec->name, cutoff, removed, err);
-        adapter_unlock(a);
-        return adapter_fail(a, rc, err);
-    }
-    if (a->api->capabilities & PERSISTOR_CAP_NATIVE_TTL)
-        return PERSISTOR_OK;
-
-    bson_t filter, range;
-    bson_init(&filter);
-    BSON_APPEND_DOCUMENT_BEGIN(&filter, spec->ttl_field, &range);
-    BSON_APPEND_DATE_TIME(&range, "$lt", cutoff);
-    bson_append_document_end(&filter, &range);
-    persistor_query q = {.struct_size = sizeof q,
-                         .filter = bson_get_data(&filter),
-                         .filter_len = filter.len};
-    /* Collect ids first: deleting while a cursor is open is not allowed. */
-    persistor_string_list ids = {0};
-    struct {
-        persistor_cursor *cursor;
-    } cur = {NULL};
-    adapter_lock(a);
-    int32_t rc = a->api->query(a->inst, spec->name, &q, &cur.cursor, err);
-    adapter_unlock(a);
-    const uint8_t *doc;
-    uint32_t len;
-    while (rc == PERSISTOR_OK && (rc = adapter_cursor_next(a, cur.cursor, &doc, &len, err)) ==
-                                     PERSISTOR_OK) {
-        bson_t view;
-        bson_iter_t it;
-        if (!bson_init_static(&view, doc, len) || !bson_iter_init_find(&it, &view, "_id") ||
-            !BSON_ITER_HOLDS_UTF8(&it))
-            continue;
-        char **grown = realloc(ids.items, (ids.count + 1) * sizeof *grown);
-        char *id = grown ? strdup(bson_iter_utf8(&it, NULL)) : NULL;
-        if (grown != NULL)
-            ids.items = grown;
-        if (id == NULL) {
-            rc = error_set(err, PERSISTOR_E_NOMEM, "out of memory expiring %s", spec->name);
-            break;
-        }
-        ids.items[ids.count++] = id;
-    }
-    if (cur.cursor != NULL) {
-        adapter_lock(a);
-        a->api->cursor_close(cur.cursor);
-        adapter_unlock(a);
-    }
-    bson_destroy(&filter);
-    if (rc == PERSISTOR_ITER_END && ids.count > 0) {
-        persistor_write_op *ops = calloc(ids.count, sizeof *ops);
-        int32_t *results = calloc(ids.count, sizeof *results);
-        if (ops == NULL || results == NULL) {
-            rc = error_set(err, PERSISTOR_E_NOMEM, "out of memory expiring %s", spec->name);
-        } else {
-            for (size_t i = 0; i < ids.count; i++)
-                ops[i] = (persistor_write_op){.kind = PERSISTOR_WRITE_DELETE, .id = ids.items[i]};
-            adapter_lock(a);
-            rc = a->api->write(a->inst, spec->name, ops, (uint32_t)ids.count, results, err);
-            adapter_unlock(a);
-            for (size_t i = 0; rc == PERSISTOR_OK && i < ids.count; i++)
-                *removed += results[i] == PERSISTOR_OK;
-        }
-        free(ops);
-        free(results);
-    } else if (rc == PERSISTOR_ITER_END) {
-        rc = PERSISTOR_OK;
-    }
-    persistor_string_list_free(&ids);
-    return adapter_fail(a, rc, err);
+    (void)ctx;
+    return a->api->ping(a->inst, err);
 }
 
-static int32_t router_sweep(router *r, router_collection *coll, bool force, uint64_t *removed,
-                            persistor_error *err)
+/* Probe one open adapter: connect it if it never was, then ping. */
+static void router_probe(router *r, router_adapter *a)
 {
-    const persistor_collection_spec *spec = coll->spec;
-    *removed = 0;
-    if (spec->ttl_seconds <= 0 || spec->ttl_field == NULL)
-        return PERSISTOR_OK;
-    int64_t now = router_now_ms(r);
-    pthread_mutex_lock(&coll->sweep_lock);
-    bool due = force || coll->last_sweep_ms == INT64_MIN ||
-               now - coll->last_sweep_ms >= ROUTER_SWEEP_INTERVAL_MS;
-    if (due)
-        coll->last_sweep_ms = now;
-    pthread_mutex_unlock(&coll->sweep_lock);
-    if (!due)
-        return PERSISTOR_OK;
-
-    int64_t cutoff = now - spec->ttl_seconds * 1000;
-    int32_t rc = PERSISTOR_OK;
-    for (size_t i = 0; i < r->n_adapters && rc == PERSISTOR_OK; i++) {
-        uint64_t n = 0;
-        rc = adapter_expire(&r->adapters[i], coll, cutoff, &n, err);
-        *removed += n;
+    persistor_error err = {0};
+    int32_t rc = atomic_load(&a->ready) ? PERSISTOR_OK : router_adapter_connect(r, a, &err);
+    if (rc == PERSISTOR_OK) {
+        router_adapter_lock(a);
+        rc = router_ping_attempt(a, NULL, &err);
+        router_adapter_unlock(a);
     }
+    if (rc != PERSISTOR_OK) {
+        char reason[256];
+        snprintf(reason, sizeof reason, "%s: %s", persistor_rc_name(rc), err.message);
+        breaker_probe_failed(&a->breaker, &r->prof->retry, reason);
+        log_line line;
+        if (log_begin(&line, PERSISTOR_LOG_DEBUG, "adapter_probe_failed")) {
+            log_str(&line, "adapter", a->label);
+            log_str(&line, "reason", reason);
+            log_end(&line);
+        }
+        return;
+    }
+    if (a->index == 0) {
+        router_recover_primary(r);
+        return;
+    }
+    int64_t outage = breaker_close(&a->breaker);
     log_line line;
-    if (*removed > 0 && log_begin(&line, PERSISTOR_LOG_DEBUG, "ttl_expired")) {
-        log_str(&line, "collection", spec->name);
-        log_int(&line, "removed", (int64_t)*removed);
+    if (log_begin(&line, PERSISTOR_LOG_WARN, "adapter_recovered")) {
+        log_str(&line, "adapter", a->label);
+        log_int(&line, "outage_ms", outage);
         log_end(&line);
     }
-    return rc;
+    /* A fallback that was down while the primary recovered may still hold
+     * a journal: replay it now that it can be read. */
+    if (breaker_get(&r->adapters[0].breaker) == BREAKER_CLOSED && router_journal_pending(r, a) > 0) {
+        breaker_trip(&r->adapters[0].breaker, &r->prof->retry, "journal to replay");
+        router_recover_primary(r);
+    }
 }
 
-/* Before a read: sweep when due, so expired documents stop showing. */
-static int32_t router_maybe_sweep(router *r, const char *collection, persistor_error *err)
+static void *router_recovery_main(void *arg)
 {
-    router_collection *coll = router_find_collection(r, collection);
-    uint64_t removed;
-    return coll != NULL ? router_sweep(r, coll, false, &removed, err) : PERSISTOR_OK;
-}
-
-int32_t router_expire(router *r, const char *collection, uint64_t *removed,
-                      persistor_error *err)
-{
-    router_collection *coll = router_find_collection(r, collection);
-    uint64_t n = 0;
-    int32_t rc = coll != NULL ? router_sweep(r, coll, true, &n, err) : PERSISTOR_OK;
-    if (removed != NULL)
-        *removed = n;
-    return rc;
+    router *r = arg;
+    pthread_mutex_lock(&r->recovery_lock);
+    while (!r->stopping) {
+        int64_t now = breaker_now_ms(), next = INT64_MAX;
+        for (size_t i = 0; i < r->n_adapters && !r->stopping; i++) {
+            router_adapter *a = &r->adapters[i];
+            int64_t when;
+            if (!breaker_probe_due(&a->breaker, now, &when)) {
+                if (when < next)
+                    next = when;
+                continue;
+            }
+            pthread_mutex_unlock(&r->recovery_lock);
+            router_probe(r, a);
+            pthread_mutex_lock(&r->recovery_lock);
+            next = now; /* look again: the probe took time */
+        }
+        if (r->stopping || next == now)
+            continue;
+        if (next == INT64_MAX) {
+            pthread_cond_wait(&r->recovery_wake, &r->recovery_lock);
+        } else {
+            struct timespec until = {.tv_sec = (time_t)(next / 1000),
+                                     .tv_nsec = (long)(next % 1000) * 1000000};
+            pthread_cond_timedwait(&r->recovery_wake, &r->recovery_lock, &until);
+        }
+    }
+    pthread_mutex_unlock(&r->recovery_lock);
+    return NULL;
 }
 
 /* ------------------------------------------------------------------ */
-/* Generic operations                                                 */
-
-int32_t router_write(router *r, const char *collection, const persistor_write_op *ops,
-                     uint32_t n, int32_t *results, persistor_error *err)
-{
-    router_adapter *a = router_primary(r);
-    adapter_lock(a);
-    int32_t rc = a->api->write(a->inst, collection, ops, n, results, err);
-    adapter_unlock(a);
-    return adapter_fail(a, rc, err);
-}
-
-int32_t router_get(router *r, const char *collection, const char *id, persistor_buffer *out,
-                   persistor_error *err)
-{
-    int32_t rc = router_maybe_sweep(r, collection, err);
-    if (rc != PERSISTOR_OK)
-        return rc;
-    router_adapter *a = router_primary(r);
-    adapter_lock(a);
-    rc = a->api->get(a->inst, collection, id, out, err);
-    adapter_unlock(a);
-    return adapter_fail(a, rc, err);
-}
-
-int32_t router_exists(router *r, const char *collection, const char *id, persistor_error *err)
-{
-    router_adapter *a = router_primary(r);
-    if (a->api->exists == NULL) {
-        persistor_buffer buf = {0};
-        int32_t rc = router_get(r, collection, id, &buf, err);
-        buffer_free(&buf);
-        return rc;
-    }
-    int32_t rc = router_maybe_sweep(r, collection, err);
-    if (rc != PERSISTOR_OK)
-        return rc;
-    adapter_lock(a);
-    rc = a->api->exists(a->inst, collection, id, err);
-    adapter_unlock(a);
-    return adapter_fail(a, rc, err);
-}
-
-int32_t router_query(router *r, const char *collection, const persistor_query *q,
-                     router_cursor **out, persistor_error *err)
-{
-    int32_t rc = router_maybe_sweep(r, collection, err);
-    if (rc != PERSISTOR_OK)
-        return rc;
-    router_cursor *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return error_set(err, PERSISTOR_E_NOMEM, "out of memory querying %s", collection);
-    c->adapter = router_primary(r);
-    adapter_lock(c->adapter);
-    rc = c->adapter->api->query(c->adapter->inst, collection, q, &c->cursor, err);
-    adapter_unlock(c->adapter);
-    if (rc != PERSISTOR_OK) {
-        free(c);
-        return adapter_fail(router_primary(r), rc, err);
-    }
-    *out = c;
-    return PERSISTOR_OK;
-}
-
-int32_t router_cursor_next(router_cursor *c, const uint8_t **doc, uint32_t *len,
-                           persistor_error *err)
-{
-    int32_t rc = adapter_cursor_next(c->adapter, c->cursor, doc, len, err);
-    return adapter_fail(c->adapter, rc, err);
-}
-
-void router_cursor_close(router_cursor *c)
-{
-    if (c == NULL)
-        return;
-    adapter_lock(c->adapter);
-    c->adapter->api->cursor_close(c->cursor);
-    adapter_unlock(c->adapter);
-    free(c);
-}
-
-/* count and stats, from a full scan when the adapter has no slot for them. */
-static int32_t router_scan(router *r, const char *collection, const uint8_t *filter,
-                           uint32_t filter_len, persistor_collection_stats *out,
-                           persistor_error *err)
-{
-    persistor_query q = {.struct_size = sizeof q, .filter = filter, .filter_len = filter_len};
-    router_cursor *c;
-    int32_t rc = router_query(r, collection, &q, &c, err);
-    if (rc != PERSISTOR_OK)
-        return rc;
-    const uint8_t *doc;
-    uint32_t len;
-    out->item_count = 0;
-    out->total_size = 0;
-    while ((rc = router_cursor_next(c, &doc, &len, err)) == PERSISTOR_OK) {
-        out->item_count++;
-        out->total_size += len;
-    }
-    router_cursor_close(c);
-    return rc == PERSISTOR_ITER_END ? PERSISTOR_OK : rc;
-}
-
-int32_t router_count(router *r, const char *collection, const uint8_t *filter,
-                     uint32_t filter_len, uint64_t *out, persistor_error *err)
-{
-    router_adapter *a = router_primary(r);
-    if (a->api->count == NULL) {
-        persistor_collection_stats st = {.struct_size = sizeof st};
-        int32_t rc = router_scan(r, collection, filter, filter_len, &st, err);
-        *out = st.item_count;
-        return rc;
-    }
-    int32_t rc = router_maybe_sweep(r, collection, err);
-    if (rc != PERSISTOR_OK)
-        return rc;
-    adapter_lock(a);
-    rc = a->api->count(a->inst, collection, filter, filter_len, out, err);
-    adapter_unlock(a);
-    return adapter_fail(a, rc, err);
-}
-
-int32_t router_stats(router *r, const char *collection, persistor_collection_stats *out,
-                     const char **adapter_type, persistor_error *err)
-{
-    router_adapter *a = router_primary(r);
-    *adapter_type = a->api->name;
-    memset(out, 0, sizeof *out);
-    out->struct_size = sizeof *out;
-    if (a->api->stats == NULL)
-        return router_scan(r, collection, NULL, 0, out, err);
-    int32_t rc = router_maybe_sweep(r, collection, err);
-    if (rc != PERSISTOR_OK)
-        return rc;
-    adapter_lock(a);
-    rc = a->api->stats(a->inst, collection, out, err);
-    adapter_unlock(a);
-    return adapter_fail(a, rc, err);
-}
+/* Health                                                             */
 
 static uint64_t router_elapsed_us(const struct timespec *since)
 {
@@ -501,9 +477,9 @@ static void router_describe(router_adapter *a, persistor_adapter_health *h)
     persistor_buffer line = {0};
     persistor_error err = {0};
     char raw[sizeof h->detail];
-    adapter_lock(a);
+    router_adapter_lock(a);
     int32_t rc = a->api->describe(a->inst, &line, &err);
-    adapter_unlock(a);
+    router_adapter_unlock(a);
     if (rc == PERSISTOR_OK)
         snprintf(raw, sizeof raw, "%.*s", (int)line.len, line.data ? (const char *)line.data : "");
     else
@@ -512,31 +488,57 @@ static void router_describe(router_adapter *a, persistor_adapter_health *h)
     buffer_free(&line);
 }
 
+static void router_adapter_health(router *r, router_adapter *a, persistor_adapter_health *h)
+{
+    persistor_error ping_err = {0};
+    char reason[256];
+    int64_t open_for;
+    snprintf(h->label, sizeof h->label, "%s", a->label);
+    snprintf(h->type, sizeof h->type, "%s", a->api->name);
+    snprintf(h->version, sizeof h->version, "%s", a->api->version);
+    h->capabilities = a->api->capabilities;
+    h->durable = a->durable;
+    breaker_state state = breaker_get(&a->breaker);
+    snprintf(h->breaker, sizeof h->breaker, "%s", breaker_state_name(state));
+    breaker_snapshot(&a->breaker, reason, sizeof reason, &open_for);
+    h->breaker_open_ms = (uint64_t)open_for;
+    if (!atomic_load(&a->ready)) {
+        h->status = PERSISTOR_E_UNAVAILABLE;
+        log_redact(reason, h->message, sizeof h->message);
+        return;
+    }
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    router_adapter_lock(a);
+    h->status = a->api->ping(a->inst, &ping_err);
+    router_adapter_unlock(a);
+    h->latency_us = router_elapsed_us(&start);
+    if (h->status != PERSISTOR_OK)
+        log_redact(ping_err.message, h->message, sizeof h->message);
+    else if (state != BREAKER_CLOSED)
+        log_redact(reason, h->message, sizeof h->message);
+    if (h->status == PERSISTOR_OK && a->api->describe != NULL)
+        router_describe(a, h);
+    if (a->index > 0)
+        h->journal_pending = router_journal_pending(r, a);
+}
+
 int32_t router_health(router *r, persistor_health *out, persistor_error *err)
 {
     out->count = 0;
     out->adapters = calloc(r->n_adapters, sizeof *out->adapters);
     if (out->adapters == NULL)
         return error_set(err, PERSISTOR_E_NOMEM, "out of memory checking health");
+    bool volatile_fallback = false;
     for (size_t i = 0; i < r->n_adapters; i++) {
-        router_adapter *a = &r->adapters[i];
-        persistor_adapter_health *h = &out->adapters[i];
-        persistor_error ping_err = {0};
-        struct timespec start;
-        snprintf(h->label, sizeof h->label, "%s", a->label);
-        snprintf(h->type, sizeof h->type, "%s", a->api->name);
-        snprintf(h->version, sizeof h->version, "%s", a->api->version);
-        h->capabilities = a->api->capabilities;
-        clock_gettime(CLOCK_MONOTONIC, &start);
-        adapter_lock(a);
-        h->status = a->api->ping(a->inst, &ping_err);
-        adapter_unlock(a);
-        h->latency_us = router_elapsed_us(&start);
-        if (h->status != PERSISTOR_OK)
-            log_redact(ping_err.message, h->message, sizeof h->message);
-        if (h->status == PERSISTOR_OK && a->api->describe != NULL)
-            router_describe(a, h);
+        router_adapter_health(r, &r->adapters[i], &out->adapters[i]);
+        volatile_fallback |= i > 0 && !r->adapters[i].durable;
         out->count++;
     }
+    out->degraded = router_degraded(r);
+    const char *durability = !r->adapters[0].durable ? "volatile"
+                             : volatile_fallback     ? "degraded"
+                                                     : "durable";
+    snprintf(out->durability, sizeof out->durability, "%s", durability);
     return PERSISTOR_OK;
 }

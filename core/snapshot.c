@@ -225,8 +225,9 @@ int32_t persistor_snapshot_append_many(persistor *p, const persistor_snapshot_in
                                           .doc = bson_get_data(docs[built]),
                                           .doc_len = docs[built]->len};
     }
-    rc = router_write(p->router, snapshot_collection(p), ops, (uint32_t)n,
-                      results != NULL ? results : own_results, err);
+    int32_t *answers = results != NULL ? results : own_results;
+    rc = router_write(p->router, snapshot_collection(p), ops, (uint32_t)n, answers, err);
+    rc = persistor_on_failure(p, PROFILE_COLL_SNAPSHOTS, "snapshot", ops, answers, n, rc, err);
     for (size_t i = 0; hashes_out != NULL && i < n; i++)
         snprintf(hashes_out[i], PERSISTOR_HASH_HEX_LEN + 1, "%s", ids[i]);
 done:
@@ -393,16 +394,19 @@ char *persistor_snapshot_to_json(const persistor_snapshot *s)
 
 int32_t persistor_snapshot_has(persistor *p, const char *hash, persistor_error *err)
 {
-    return router_exists(p->router, snapshot_collection(p), hash, err);
+    return router_exists(p->router, snapshot_collection(p), hash, NULL, err);
 }
 
 int32_t persistor_snapshot_get(persistor *p, const char *hash, persistor_snapshot **out,
                                persistor_error *err)
 {
     persistor_buffer buf = {0};
-    int32_t rc = router_get(p->router, snapshot_collection(p), hash, &buf, err);
+    bool degraded = false;
+    int32_t rc = router_get(p->router, snapshot_collection(p), hash, &buf, &degraded, err);
     if (rc == PERSISTOR_OK)
         rc = snapshot_from_bson(buf.data, buf.len, out, err);
+    if (rc == PERSISTOR_OK)
+        (*out)->degraded = degraded;
     buffer_free(&buf);
     return rc;
 }
@@ -463,11 +467,18 @@ int32_t persistor_snapshot_iter_next(persistor_snapshot_iter *it, const persisto
     int32_t rc = router_cursor_next(it->cursor, &doc, &len, err);
     if (rc == PERSISTOR_OK)
         rc = snapshot_view(doc, len, &it->current, err);
-    if (rc == PERSISTOR_OK)
+    if (rc == PERSISTOR_OK) {
+        it->current.degraded = router_cursor_degraded(it->cursor);
         *snap = &it->current;
+    }
     else if (rc == PERSISTOR_ITER_END)
         it->ended = true;
     return rc;
+}
+
+int persistor_snapshot_iter_degraded(const persistor_snapshot_iter *it)
+{
+    return router_cursor_degraded(it->cursor);
 }
 
 void persistor_snapshot_iter_free(persistor_snapshot_iter *it)
@@ -487,6 +498,7 @@ void persistor_string_list_free(persistor_string_list *list)
     free(list->items);
     list->items = NULL;
     list->count = 0;
+    list->degraded = 0;
 }
 
 static int32_t string_list_push(persistor_string_list *list, const char *s)
@@ -510,6 +522,7 @@ int32_t persistor_snapshot_list_hashes(persistor *p, const char *xc_id,
     int32_t rc = snapshot_query_context(p, xc_id, 1, 0, &c, err);
     if (rc != PERSISTOR_OK)
         return rc;
+    out->degraded = router_cursor_degraded(c);
     const uint8_t *doc;
     uint32_t len;
     while ((rc = router_cursor_next(c, &doc, &len, err)) == PERSISTOR_OK) {
@@ -542,6 +555,8 @@ int32_t persistor_snapshot_latest(persistor *p, const char *xc_id, persistor_sna
     rc = router_cursor_next(c, &doc, &len, err);
     if (rc == PERSISTOR_OK)
         rc = snapshot_from_bson(doc, len, out, err);
+    if (rc == PERSISTOR_OK)
+        (*out)->degraded = router_cursor_degraded(c);
     else if (rc == PERSISTOR_ITER_END)
         rc = PERSISTOR_NOT_FOUND;
     router_cursor_close(c);
@@ -594,7 +609,14 @@ int32_t persistor_snapshot_delete_context(persistor *p, const char *xc_id, uint6
     int32_t rc = persistor_snapshot_list_hashes(p, xc_id, &ids, err);
     if (rc != PERSISTOR_OK)
         return rc;
-    rc = snapshot_delete_ids(p, &ids, &n, err);
+    if (ids.degraded)
+        rc = error_set(err, PERSISTOR_E_UNAVAILABLE,
+                       "cannot delete every snapshot of %s while the primary is down: the "
+                       "fallback holds only what was written during the outage; try again when "
+                       "`persistor health` shows the primary's breaker closed",
+                       xc_id);
+    else
+        rc = snapshot_delete_ids(p, &ids, &n, err);
     persistor_string_list_free(&ids);
     if (deleted != NULL)
         *deleted = n;
@@ -610,12 +632,14 @@ int32_t persistor_stats_get(persistor *p, persistor_stats *out, persistor_error 
 {
     persistor_collection_stats st;
     const char *type = "";
-    int32_t rc = router_stats(p->router, snapshot_collection(p), &st, &type, err);
+    bool degraded = false;
+    int32_t rc = router_stats(p->router, snapshot_collection(p), &st, &type, &degraded, err);
     if (rc != PERSISTOR_OK)
         return rc;
     out->item_count = st.item_count;
     out->total_size = st.total_size;
     out->average_item_size = st.item_count ? (double)st.total_size / (double)st.item_count : 0.0;
     snprintf(out->adapter_type, sizeof out->adapter_type, "%s", type);
+    out->degraded = degraded;
     return PERSISTOR_OK;
 }

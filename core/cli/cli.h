@@ -28,6 +28,8 @@ int cli_open(const cli_globals *g, persistor **out);
 
 /* Print "persistor: <message>" for an error and return its exit code. */
 int cli_fail(int32_t rc, const persistor_error *err);
+/* Tell the reader on stderr that a fallback answered (stdout stays data). */
+void cli_warn_degraded(const char *answered_by);
 /* Print "persistor: <formatted>" and "Try 'persistor --help'." → 2. */
 int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

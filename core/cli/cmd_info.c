@@ -112,17 +112,35 @@ int cmd_health(const cli_globals *g, int argc, char **argv)
             info_json_string(h->message);
             printf(",\"detail\":");
             info_json_string(h->detail);
-            printf("}");
+            printf(",\"breaker\":\"%s\",\"breaker_open_ms\":%llu,\"journal_pending\":%llu,"
+                   "\"durable\":%s}",
+                   h->breaker, (unsigned long long)h->breaker_open_ms,
+                   (unsigned long long)h->journal_pending, h->durable ? "true" : "false");
         } else {
-            printf("  %-12s %-4s %8.3f ms  %s %s  [%s]%s%s\n", h->label,
+            printf("  %-12s %-4s %8.3f ms  breaker %-10s %s %s  [%s]%s%s\n", h->label,
                    h->status == PERSISTOR_OK ? "ok" : "DOWN", (double)h->latency_us / 1000.0,
-                   h->type, h->version, caps, h->message[0] ? "  " : "", h->message);
+                   h->breaker, h->type, h->version, caps, h->message[0] ? "  " : "", h->message);
             if (h->detail[0] != '\0')
                 printf("  %-12s %s\n", "", h->detail);
+            if (h->breaker_open_ms > 0)
+                printf("  %-12s not closed for %.1f s\n", "", (double)h->breaker_open_ms / 1000.0);
+            if (h->journal_pending > 0)
+                printf("  %-12s %llu write(s) journaled, waiting for replay to %s\n", "",
+                       (unsigned long long)h->journal_pending, health.adapters[0].label);
         }
     }
-    if (json)
-        printf("],\"ok\":%s}\n", all_ok ? "true" : "false");
+    if (json) {
+        printf("],\"degraded\":%s,\"durability\":\"%s\",\"ok\":%s}\n",
+               health.degraded ? "true" : "false", health.durability, all_ok ? "true" : "false");
+    } else {
+        printf("durability %s%s\n", health.durability,
+               strcmp(health.durability, "degraded") == 0
+                   ? " (a fallback declared volatile: what it takes dies with the process)"
+                   : "");
+        if (health.degraded)
+            printf("DEGRADED: the primary is not serving; a fallback answers and journals "
+                   "writes for replay\n");
+    }
     persistor_health_free(&health);
     persistor_close(p);
     return all_ok ? CLI_EXIT_OK : CLI_EXIT_STORAGE;
@@ -148,12 +166,14 @@ int cmd_stats(const cli_globals *g, int argc, char **argv)
                (unsigned long long)st.item_count, (unsigned long long)st.total_size,
                st.average_item_size);
         info_json_string(st.adapter_type);
-        printf("}\n");
+        printf(",\"degraded\":%s}\n", st.degraded ? "true" : "false");
     } else {
         printf("items          %llu\n", (unsigned long long)st.item_count);
         printf("total size     %llu bytes\n", (unsigned long long)st.total_size);
         printf("average size   %.1f bytes\n", st.average_item_size);
         printf("adapter        %s\n", st.adapter_type);
     }
+    if (st.degraded)
+        cli_warn_degraded(st.adapter_type);
     return CLI_EXIT_OK;
 }

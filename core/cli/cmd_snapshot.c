@@ -81,6 +81,12 @@ static int snapshot_append(const cli_globals *g, int argc, char **argv)
     int32_t rc = persistor_snapshot_append(p, &in, hash, &err);
     persistor_close(p);
     free(text);
+    if (rc == PERSISTOR_NOT_STORED) {
+        fprintf(stderr, "persistor: snapshot %s was not stored: no adapter could take it and "
+                        "the collection is fail_open (see the snapshot_persist_failed log line)\n",
+                hash);
+        return CLI_EXIT_STORAGE;
+    }
     if (rc != PERSISTOR_OK && rc != PERSISTOR_EXISTS)
         return cli_fail(rc, &err);
     puts(hash);
@@ -106,6 +112,8 @@ static int snapshot_print_found(int32_t rc, persistor_snapshot *s, const persist
     }
     if (rc != PERSISTOR_OK)
         return cli_fail(rc, err);
+    if (s->degraded)
+        cli_warn_degraded(NULL);
     int code = snapshot_print(s);
     persistor_snapshot_free(s);
     return code;
@@ -123,6 +131,8 @@ static int snapshot_has(persistor *p, const char *hash)
 {
     persistor_error err = {0};
     int32_t rc = persistor_snapshot_has(p, hash, &err);
+    if (rc >= 0 && persistor_degraded(p))
+        cli_warn_degraded(NULL);
     return rc < 0 ? cli_fail(rc, &err) : cli_exit_code(rc);
 }
 
@@ -135,6 +145,8 @@ static int snapshot_load(persistor *p, const char *xc_id)
         return cli_fail(rc, &err);
     const persistor_snapshot *s;
     int code = CLI_EXIT_OK;
+    if (persistor_snapshot_iter_degraded(it))
+        cli_warn_degraded(NULL);
     while (code == CLI_EXIT_OK && (rc = persistor_snapshot_iter_next(it, &s, &err)) == PERSISTOR_OK)
         code = snapshot_print(s);
     persistor_snapshot_iter_free(it);
@@ -150,6 +162,8 @@ static int snapshot_hashes(persistor *p, const char *xc_id)
     int32_t rc = persistor_snapshot_list_hashes(p, xc_id, &hashes, &err);
     if (rc != PERSISTOR_OK)
         return cli_fail(rc, &err);
+    if (hashes.degraded)
+        cli_warn_degraded(NULL);
     for (size_t i = 0; i < hashes.count; i++)
         puts(hashes.items[i]);
     persistor_string_list_free(&hashes);

@@ -71,6 +71,14 @@ int cli_fail(int32_t rc, const persistor_error *err)
     return cli_exit_code(rc);
 }
 
+void cli_warn_degraded(const char *answered_by)
+{
+    fprintf(stderr,
+            "persistor: degraded answer: the primary is down, so a fallback%s%s answered with "
+            "only what it holds (see `persistor health`)\n",
+            answered_by != NULL ? " " : "", answered_by != NULL ? answered_by : "");
+}
+
 int cli_usage(const char *fmt, ...)
 {
     va_list ap;

@@ -29,6 +29,14 @@ extern "C" {
 
 #define PERSISTOR_API __attribute__((visibility("default")))
 
+/**
+ * An answer, not an error: the record was NOT stored, because every adapter
+ * of the chain failed and its collection is `on_failure: fail_open`.  The
+ * call logged `<event>_persist_failed` with the record's id and the reason.
+ * (Never returned by an adapter; under fail_closed the error is returned.)
+ */
+#define PERSISTOR_NOT_STORED 4
+
 /** Length of a snapshot hash in hex, without the NUL; also the longest
  *  hash a caller may give a snapshot itself. */
 #define PERSISTOR_HASH_HEX_LEN 64
@@ -142,7 +150,10 @@ typedef struct persistor_snapshot_input {
  * Append one snapshot if no snapshot has its hash (insert-if-absent).
  *
  * Returns OK when stored, EXISTS when a snapshot with this hash was already
- * stored (nothing changed: retrying an append is safe).  `hash_out`, when
+ * stored (nothing changed: retrying an append is safe), NOT_STORED when no
+ * adapter could take it and the snapshots collection is fail_open.  While
+ * the primary is down the snapshot goes to a fallback and is replayed to
+ * the primary later; the answer is then the fallback's (OK or EXISTS).  `hash_out`, when
  * not NULL, receives the hash (PERSISTOR_HASH_HEX_LEN + 1 bytes).
  * Errors: E_INVALID (missing xc_id, bad JSON with line and column, reserved
  * field in the content, oversize document), storage errors.
@@ -151,8 +162,8 @@ PERSISTOR_API int32_t persistor_snapshot_append(persistor *p, const persistor_sn
                                                 char *hash_out, persistor_error *err);
 
 /**
- * Append `n` snapshots in one batched write.  results[i] gets OK or EXISTS
- * for each (or the error code when the batch failed); hashes_out, when not
+ * Append `n` snapshots in one batched write.  results[i] gets OK, EXISTS or
+ * NOT_STORED for each (or the error code when the batch failed); hashes_out, when not
  * NULL, is an array of n buffers of PERSISTOR_HASH_HEX_LEN + 1 bytes.
  * Returns OK when every snapshot got an answer.  Input is checked whole
  * before anything is written: one invalid snapshot writes none.
@@ -162,7 +173,8 @@ PERSISTOR_API int32_t persistor_snapshot_append_many(persistor *p,
                                                      char (*hashes_out)[PERSISTOR_HASH_HEX_LEN + 1],
                                                      int32_t *results, persistor_error *err);
 
-/** OK if a snapshot with this hash is stored, NOT_FOUND if not. */
+/** OK if a snapshot with this hash is stored, NOT_FOUND if not.  While
+ *  persistor_degraded() is true, NOT_FOUND means "not in the fallback". */
 PERSISTOR_API int32_t persistor_snapshot_has(persistor *p, const char *hash,
                                              persistor_error *err);
 
@@ -176,6 +188,9 @@ typedef struct persistor_snapshot {
     int64_t created_at_ms;
     const uint8_t *bson; /* the whole stored document */
     uint32_t bson_len;
+    /** Non-zero when a fallback answered while the primary was down: the
+     *  answer is what the fallback holds, which may not be everything. */
+    int32_t degraded;
 } persistor_snapshot;
 
 /** The snapshot as one line of relaxed Extended JSON; free with persistor_free. */
@@ -208,11 +223,14 @@ PERSISTOR_API int32_t persistor_snapshot_iter_next(persistor_snapshot_iter *it,
                                                    const persistor_snapshot **snap,
                                                    persistor_error *err);
 PERSISTOR_API void persistor_snapshot_iter_free(persistor_snapshot_iter *it);
+/** Non-zero when a fallback answers this load (see persistor_snapshot.degraded). */
+PERSISTOR_API int persistor_snapshot_iter_degraded(const persistor_snapshot_iter *it);
 
 /** A list of strings; free with persistor_string_list_free. */
 typedef struct persistor_string_list {
     char **items;
     size_t count;
+    int32_t degraded; /* non-zero when a fallback gave the list */
 } persistor_string_list;
 PERSISTOR_API void persistor_string_list_free(persistor_string_list *list);
 
@@ -229,7 +247,9 @@ PERSISTOR_API int32_t persistor_snapshot_latest(persistor *p, const char *xc_id,
 PERSISTOR_API int32_t persistor_snapshot_delete(persistor *p, const char *hash,
                                                 persistor_error *err);
 
-/** Delete every snapshot of `xc_id`; *deleted (may be NULL) gets the count. */
+/** Delete every snapshot of `xc_id`; *deleted (may be NULL) gets the count.
+ *  E_UNAVAILABLE while the primary is down: a fallback cannot list what
+ *  the primary holds, so the delete would be partial. */
 PERSISTOR_API int32_t persistor_snapshot_delete_context(persistor *p, const char *xc_id,
                                                         uint64_t *deleted, persistor_error *err);
 
@@ -252,6 +272,7 @@ typedef struct persistor_stats {
     uint64_t total_size;       /* bytes */
     double average_item_size;  /* total_size / item_count, 0 when empty */
     char adapter_type[64];     /* the adapter that answered, e.g. "memory" */
+    int32_t degraded;          /* non-zero when a fallback answered */
 } persistor_stats;
 
 PERSISTOR_API int32_t persistor_stats_get(persistor *p, persistor_stats *out,
@@ -265,13 +286,22 @@ typedef struct persistor_adapter_health {
     int32_t status;      /* OK, or the ping's error code */
     uint64_t latency_us; /* of the ping */
     uint64_t capabilities;
-    char message[256];   /* the ping's error, or "" */
+    char message[256];   /* the ping's error, or why the breaker is open, or "" */
     char detail[256];    /* the adapter's own line (server version, topology), or "" */
+    char breaker[16];    /* "closed", "open" (skipped, probed), "recovering" (replaying) */
+    uint64_t breaker_open_ms;  /* how long it has not been closed; 0 when closed */
+    uint64_t journal_pending;  /* fallbacks: writes waiting for replay */
+    int32_t durable;     /* the adapter keeps what it acknowledged across a crash */
 } persistor_adapter_health;
 
 typedef struct persistor_health {
     size_t count;
     persistor_adapter_health *adapters; /* in chain order */
+    int32_t degraded;    /* the primary is not serving: a fallback answers */
+    /** "durable": every adapter is; "degraded": a fallback the profile
+     *  declared `volatile: true` (e.g. memory) stands behind a durable
+     *  primary; "volatile": the primary itself keeps nothing. */
+    char durability[16];
 } persistor_health;
 
 /**
@@ -282,6 +312,13 @@ typedef struct persistor_health {
 PERSISTOR_API int32_t persistor_health_check(persistor *p, persistor_health *out,
                                              persistor_error *err);
 PERSISTOR_API void persistor_health_free(persistor_health *health);
+
+/**
+ * Non-zero while the primary is not serving (its circuit breaker is open,
+ * or it is replaying what a fallback took): reads come from a fallback and
+ * see only what it holds.  Writes are journaled there and replayed.
+ */
+PERSISTOR_API int persistor_degraded(persistor *p);
 
 /** "OK", "NOT_FOUND", "E_RETRY"...: the name of a return code. */
 PERSISTOR_API const char *persistor_rc_name(int32_t rc);
