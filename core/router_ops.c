@@ -53,13 +53,21 @@ static int32_t router_chain_down(router *r, const char *what, const char *collec
 /* ------------------------------------------------------------------ */
 /* Reads                                                              */
 
-/* Run a read on the first serving adapter; fail over along the chain. */
+static int32_t router_maybe_sweep(router *r, const char *collection, persistor_error *err);
+
+/* Run a read on the first serving adapter, after a TTL sweep when one is
+ * due; fail over along the chain.  *answered (may be NULL) is the adapter
+ * that answered, *degraded (may be NULL) whether it stood in for the
+ * primary. */
 static int32_t router_read(router *r, const char *what, const char *collection,
                            router_attempt_fn fn, void *ctx, router_adapter **answered,
-                           persistor_error *err)
+                           bool *degraded, persistor_error *err)
 {
+    int32_t rc = router_maybe_sweep(r, collection, err);
+    if (rc != PERSISTOR_OK)
+        return rc;
     persistor_error last = {0};
-    int32_t rc = PERSISTOR_E_UNAVAILABLE;
+    rc = PERSISTOR_E_UNAVAILABLE;
     for (size_t i = 0; i < r->n_adapters; i++) {
         router_adapter *a = &r->adapters[i];
         if (!router_serving(a))
@@ -67,7 +75,10 @@ static int32_t router_read(router *r, const char *what, const char *collection,
         last = (persistor_error){0};
         rc = router_attempt(r, a, what, true, fn, ctx, &last);
         if (!router_fails_over(rc)) {
-            *answered = a;
+            if (answered != NULL)
+                *answered = a;
+            if (degraded != NULL)
+                *degraded = a->index > 0 || router_degraded(r);
             if (rc < 0 && err != NULL)
                 *err = last;
             return router_adapter_fail(a, rc, err);
@@ -76,12 +87,6 @@ static int32_t router_read(router *r, const char *what, const char *collection,
         router_trip(r, a, rc, &last);
     }
     return router_chain_down(r, what, collection, rc, &last, err);
-}
-
-static void router_set_degraded(router *r, const router_adapter *a, bool *degraded)
-{
-    if (degraded != NULL)
-        *degraded = a->index > 0 || router_degraded(r);
 }
 
 typedef struct router_key_ctx {
@@ -107,34 +112,18 @@ static int32_t router_exists_attempt(router_adapter *a, void *ctx, persistor_err
     return rc;
 }
 
-static int32_t router_maybe_sweep(router *r, const char *collection, persistor_error *err);
-
 int32_t router_get(router *r, const char *collection, const char *id, persistor_buffer *out,
                    bool *degraded, persistor_error *err)
 {
-    int32_t rc = router_maybe_sweep(r, collection, err);
-    if (rc != PERSISTOR_OK)
-        return rc;
     router_key_ctx k = {collection, id, out};
-    router_adapter *a = NULL;
-    rc = router_read(r, "get", collection, router_get_attempt, &k, &a, err);
-    if (a != NULL)
-        router_set_degraded(r, a, degraded);
-    return rc;
+    return router_read(r, "get", collection, router_get_attempt, &k, NULL, degraded, err);
 }
 
 int32_t router_exists(router *r, const char *collection, const char *id, bool *degraded,
                       persistor_error *err)
 {
-    int32_t rc = router_maybe_sweep(r, collection, err);
-    if (rc != PERSISTOR_OK)
-        return rc;
     router_key_ctx k = {collection, id, NULL};
-    router_adapter *a = NULL;
-    rc = router_read(r, "exists", collection, router_exists_attempt, &k, &a, err);
-    if (a != NULL)
-        router_set_degraded(r, a, degraded);
-    return rc;
+    return router_read(r, "exists", collection, router_exists_attempt, &k, NULL, degraded, err);
 }
 
 typedef struct router_query_ctx {
@@ -152,20 +141,17 @@ static int32_t router_query_attempt(router_adapter *a, void *ctx, persistor_erro
 int32_t router_query(router *r, const char *collection, const persistor_query *q,
                      router_cursor **out, persistor_error *err)
 {
-    int32_t rc = router_maybe_sweep(r, collection, err);
-    if (rc != PERSISTOR_OK)
-        return rc;
     router_cursor *c = calloc(1, sizeof *c);
     if (c == NULL)
         return error_set(err, PERSISTOR_E_NOMEM, "out of memory querying %s", collection);
     router_query_ctx qc = {collection, q, NULL};
-    rc = router_read(r, "query", collection, router_query_attempt, &qc, &c->adapter, err);
+    int32_t rc = router_read(r, "query", collection, router_query_attempt, &qc, &c->adapter,
+                             &c->degraded, err);
     if (rc != PERSISTOR_OK) {
         free(c);
         return rc;
     }
     c->cursor = qc.cursor;
-    router_set_degraded(r, c->adapter, &c->degraded);
     *out = c;
     return PERSISTOR_OK;
 }
@@ -254,15 +240,8 @@ int32_t router_count(router *r, const char *collection, const uint8_t *filter,
         *out = st.item_count;
         return rc;
     }
-    int32_t rc = router_maybe_sweep(r, collection, err);
-    if (rc != PERSISTOR_OK)
-        return rc;
     router_count_ctx c = {collection, filter, filter_len, out, NULL};
-    router_adapter *a = NULL;
-    rc = router_read(r, "count", collection, router_count_attempt, &c, &a, err);
-    if (a != NULL)
-        router_set_degraded(r, a, degraded);
-    return rc;
+    return router_read(r, "count", collection, router_count_attempt, &c, NULL, degraded, err);
 }
 
 int32_t router_stats(router *r, const char *collection, persistor_collection_stats *out,
@@ -274,16 +253,11 @@ int32_t router_stats(router *r, const char *collection, persistor_collection_sta
     out->struct_size = sizeof *out;
     if (first->api->stats == NULL)
         return router_scan(r, collection, NULL, 0, out, degraded, err);
-    int32_t rc = router_maybe_sweep(r, collection, err);
-    if (rc != PERSISTOR_OK)
-        return rc;
     router_count_ctx c = {collection, NULL, 0, NULL, out};
     router_adapter *a = NULL;
-    rc = router_read(r, "stats", collection, router_count_attempt, &c, &a, err);
-    if (a != NULL) {
+    int32_t rc = router_read(r, "stats", collection, router_count_attempt, &c, &a, degraded, err);
+    if (a != NULL)
         *adapter_type = a->api->name;
-        router_set_degraded(r, a, degraded);
-    }
     return rc;
 }
 
