@@ -276,7 +276,12 @@ int32_t router_replay_drain(router *r, router_adapter *fallback, bool exclusive,
                      ? PERSISTOR_OK
                      : error_set(err, PERSISTOR_E_NOMEM, "out of memory replaying the journal");
     char after[JOURNAL_SEQ_MAX] = "";
-    while (rc == PERSISTOR_OK) {
+    uint64_t seen = 0;
+    /* Without the lock, writers may keep the journal growing as fast as
+     * it drains: stop after what was there at the start, and let the
+     * exclusive pass take the rest. */
+    uint64_t budget = exclusive ? UINT64_MAX : router_journal_pending(r, fallback);
+    while (rc == PERSISTOR_OK && seen < budget) {
         replay_read_ctx rc_ctx = {batch, after};
         /* A writer journals, then applies its copy (route_lock shared).
          * Reading with the lock held exclusively sees no entry whose copy
@@ -289,6 +294,7 @@ int32_t router_replay_drain(router *r, router_adapter *fallback, bool exclusive,
         rc = router_adapter_fail(fallback, rc, err);
         if (rc != PERSISTOR_OK || batch->n == 0)
             break;
+        seen += batch->n;
         size_t n = 0;
         for (size_t i = 0; i < batch->n; i++) {
             if (journal_entry_parse(batch->data[i], batch->len[i], &entries[n])) {
