@@ -45,8 +45,9 @@ static mt_world world;
 /* Log lines the adapter wrote (the host redacts nothing here: raw). */
 static char mt_log_text[16384];
 
-static void mt_log(const persistor_host *host, int32_t level, const char *event, const char *fmt,
-                   ...)
+__attribute__((format(printf, 4, 5))) static void mt_log(const persistor_host *host,
+                                                          int32_t level, const char *event,
+                                                          const char *fmt, ...)
 {
     char line[2048];
     va_list ap;

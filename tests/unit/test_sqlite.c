@@ -763,8 +763,8 @@ static const char *const fdocs[] = {
     "{'_id': 'k3', 'xcId': 'A', 'ts': {'$date': 2000}, 'n': 3, 'sub': {'x': 1}, 'g': 'r'}",
     "{'_id': 'k2', 'xcId': 'B', 'ts': {'$date': 1500}, 'n': 4}",
     "{'_id': 'k4', 'xcId': 'A', 'n': 5}",
-    "{'_id': 'k0', 'xcId': 'A', 'ts': {'$date': 2000}, 'n': {'$numberLong': '3'},"
-    " 'sub': {'x': 1}, 'g': 'p'}",
+    ("{'_id': 'k0', 'xcId': 'A', 'ts': {'$date': 2000}, 'n': {'$numberLong': '3'},"
+     " 'sub': {'x': 1}, 'g': 'p'}"),
     "{'_id': 'k6', 'xcId': 'AB', 'ts': {'$date': 500}, 'n': 1.0, 'sub': {'x': 1}, 'g': 'q'}",
     "{'_id': 'k7', 'xcId': 'A', 'ts': 3, 'n': -1, 'sub': {'x': 1.0}, 'g': 'p'}",
     /* written later, arrays at every level: */
