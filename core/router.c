@@ -502,9 +502,13 @@ static void router_adapter_health(router *r, router_adapter *a, persistor_adapte
     snprintf(h->breaker, sizeof h->breaker, "%s", breaker_state_name(state));
     breaker_snapshot(&a->breaker, reason, sizeof reason, &open_for);
     h->breaker_open_ms = (uint64_t)open_for;
-    if (!atomic_load(&a->ready)) {
+    /* An open breaker is the recovery thread's to probe: pinging a hung
+     * store here would make health wait its socket timeout. */
+    if (!atomic_load(&a->ready) || state == BREAKER_OPEN) {
         h->status = PERSISTOR_E_UNAVAILABLE;
         log_redact(reason, h->message, sizeof h->message);
+        if (a->index > 0)
+            h->journal_pending = router_journal_pending(r, a);
         return;
     }
     struct timespec start;
