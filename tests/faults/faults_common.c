@@ -732,3 +732,42 @@ void fx_latency(const fx_ids *ids, size_t from, size_t to, int64_t *p50, int64_t
     *max = v[n - 1];
     free(v);
 }
+
+void fx_append_ok(persistor *p, fx_ids *ids, size_t i)
+{
+    persistor_error err = {0};
+    int32_t rc = fx_append(p, ids, i, &err);
+    if (!fx_acked(rc))
+        fail_msg("append %zu: %s: %s", i, persistor_rc_name(rc), err.message);
+}
+
+size_t fx_calls_skip_open_primary(const char *name, persistor *p, fault_control *c, fx_ids *ids,
+                                  size_t from, size_t calls)
+{
+    size_t i = from;
+    while (!persistor_degraded(p) && i < from + 5)
+        fx_append_ok(p, ids, i++); /* waits out its attempts, then the fallback takes it */
+    assert_true(persistor_degraded(p));
+    size_t first = i;
+
+    uint64_t data_before = fault_calls(c, FAULT_OP_WRITE | FAULT_OP_READ);
+    uint64_t pings_before = fault_calls(c, FAULT_OP_PING);
+    for (size_t k = 0; k < calls; k++, i++) {
+        fx_append_ok(p, ids, i);
+        char id[FX_ID_MAX];
+        fx_id(ids, i, id);
+        persistor_error err = {0};
+        assert_int_equal(persistor_snapshot_has(p, id, &err), PERSISTOR_OK);
+    }
+    /* Not one of those appends or reads reached the primary; only the
+     * recovery thread's probes (pings) may have. */
+    assert_int_equal(fault_calls(c, FAULT_OP_WRITE | FAULT_OP_READ), data_before);
+    uint64_t probes = fault_calls(c, FAULT_OP_PING) - pings_before;
+    int64_t p50, p99, max;
+    fx_latency(ids, first, i, &p50, &p99, &max);
+    printf("[%s] first call after the primary stopped: %lld us; then %zu appends with the "
+           "breaker open: p50 %lld us, p99 %lld us, max %lld us; %llu probes meanwhile\n",
+           name, (long long)ids->latency_us[from], calls, (long long)p50, (long long)p99,
+           (long long)max, (unsigned long long)probes);
+    return i;
+}

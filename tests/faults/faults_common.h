@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fault_control.h"
 #include "persistor/persistor.h"
 
 /* Snapshots are spread over this many execution contexts, so the
@@ -218,6 +219,17 @@ uint64_t fx_count_records(fx_world *w, const char *profile);
 void fx_fallback_is_empty(fx_world *w);
 
 /* p50 and p99 of the latencies of ids [from, to), in µs, and their max. */
+/* Append id i; fail the test unless it is acknowledged (OK or EXISTS). */
+void fx_append_ok(persistor *p, fx_ids *ids, size_t i);
+
+/* After the primary was made to stop answering: append from `from` until
+ * the handle is degraded (at most 5), then `calls` appends each followed
+ * by a `has`, asserting that none of those reached the primary (fault
+ * `c`'s WRITE and READ counters do not move; only the recovery thread's
+ * pings may).  Prints the latencies under `name`; returns the next index. */
+size_t fx_calls_skip_open_primary(const char *name, persistor *p, fault_control *c, fx_ids *ids,
+                                  size_t from, size_t calls);
+
 void fx_latency(const fx_ids *ids, size_t from, size_t to, int64_t *p50, int64_t *p99,
                 int64_t *max);
 

@@ -53,14 +53,6 @@ static void ft_all_acked(const fx_ids *ids, size_t from, size_t to)
             fail_msg("id %zu: %s, expected OK or EXISTS", i, persistor_rc_name(ids->answer[i]));
 }
 
-static void ft_append_ok(persistor *p, fx_ids *ids, size_t i)
-{
-    persistor_error err = {0};
-    int32_t rc = fx_append(p, ids, i, &err);
-    if (!fx_acked(rc))
-        fail_msg("append %zu: %s: %s", i, persistor_rc_name(rc), err.message);
-}
-
 /* The reads a degraded handle answers from the fallback, all marked. */
 static void ft_reads_are_degraded(persistor *p, const fx_ids *ids, size_t stored, bool degraded)
 {
@@ -223,7 +215,7 @@ static void test_primary_stops_answering_calls_skip_it_once_the_breaker_opens(vo
     const size_t healthy = 20, calls = 200;
     fx_ids *ids = fx_ids_new("c", healthy + 5 + calls);
     for (size_t i = 0; i < healthy; i++)
-        ft_append_ok(p, ids, i);
+        fx_append_ok(p, ids, i);
     assert_false(persistor_degraded(p));
 
     /* A store that takes 200 ms per call and then does not answer: the
@@ -231,31 +223,7 @@ static void test_primary_stops_answering_calls_skip_it_once_the_breaker_opens(vo
      * the same; one fault code is armed at a time). */
     fault_set_delay(c, FAULT_OP_WRITE | FAULT_OP_READ | FAULT_OP_PING, 200);
     fault_inject(c, FAULT_OP_WRITE | FAULT_OP_READ | FAULT_OP_PING, PERSISTOR_E_UNCERTAIN, -1, 0);
-    size_t i = healthy;
-    while (!persistor_degraded(p) && i < healthy + 5)
-        ft_append_ok(p, ids, i++); /* waits out its attempts, then the fallback takes it */
-    assert_true(persistor_degraded(p));
-    size_t first = i;
-
-    uint64_t data_before = fault_calls(c, FAULT_OP_WRITE | FAULT_OP_READ);
-    uint64_t pings_before = fault_calls(c, FAULT_OP_PING);
-    for (size_t k = 0; k < calls; k++, i++) {
-        ft_append_ok(p, ids, i);
-        char id[FX_ID_MAX];
-        fx_id(ids, i, id);
-        persistor_error err = {0};
-        assert_int_equal(persistor_snapshot_has(p, id, &err), PERSISTOR_OK);
-    }
-    /* Not one of those calls reached the primary; the recovery thread's
-     * probes did (pings). */
-    assert_int_equal(fault_calls(c, FAULT_OP_WRITE | FAULT_OP_READ), data_before);
-    uint64_t probes = fault_calls(c, FAULT_OP_PING) - pings_before;
-    int64_t p50, p99, max;
-    fx_latency(ids, first, i, &p50, &p99, &max);
-    printf("[%s] %zu appends with the breaker open: p50 %lld us, p99 %lld us, max %lld us; "
-           "%llu probes reached the primary meanwhile; first calls took %lld us\n",
-           w->name, calls, (long long)p50, (long long)p99, (long long)max,
-           (unsigned long long)probes, (long long)ids->latency_us[healthy]);
+    fx_calls_skip_open_primary(w->name, p, c, ids, healthy, calls);
 
     fault_clear(c);
     fx_wait_recovered(p, "the primary answers again");
@@ -392,8 +360,8 @@ static void ft_small_open(fx_world *w, ft_small *s, const char *name)
     s->p = fx_open(w, "main");
     s->ids = fx_ids_new("e", 16);
     s->next = 0;
-    ft_append_ok(s->p, s->ids, s->next++);
-    ft_append_ok(s->p, s->ids, s->next++);
+    fx_append_ok(s->p, s->ids, s->next++);
+    fx_append_ok(s->p, s->ids, s->next++);
 }
 
 /* Recovered, nothing pending, the invariant, nothing left in the fallback. */
@@ -561,7 +529,7 @@ static void test_every_adapter_down_fail_closed_returns_unavailable(void **state
     fault_clear(b);
     p = fx_open(w, "fail_closed");
     fx_ids *ids = fx_ids_new("g", 8);
-    ft_append_ok(p, ids, 0);
+    fx_append_ok(p, ids, 0);
     fault_inject(a, FAULT_OP_ALL, PERSISTOR_E_UNAVAILABLE, -1, 0);
     fault_inject(b, FAULT_OP_ALL, PERSISTOR_E_UNAVAILABLE, -1, 0);
     err = (persistor_error){0};
@@ -598,7 +566,7 @@ static void test_every_adapter_down_fail_open_returns_not_stored_and_logs_the_id
     fault_control *a = ft_control(w, "a.ctl"), *b = ft_control(w, "b.ctl");
     persistor *p = fx_open(w, "fail_open");
     fx_ids *ids = fx_ids_new("g", 8);
-    ft_append_ok(p, ids, 0);
+    fx_append_ok(p, ids, 0);
     fault_inject(a, FAULT_OP_ALL, PERSISTOR_E_UNAVAILABLE, -1, 0);
     fault_inject(b, FAULT_OP_ALL, PERSISTOR_E_UNAVAILABLE, -1, 0);
     persistor_error err = {0};

@@ -120,14 +120,6 @@ static void fm_profiles(fx_world *w, const char *database, int select_ms, int so
     fx_yaml_write(w, &y);
 }
 
-static void fm_append_ok(persistor *p, fx_ids *ids, size_t i)
-{
-    persistor_error err = {0};
-    int32_t rc = fx_append(p, ids, i, &err);
-    if (!fx_acked(rc))
-        fail_msg("append %zu: %s: %s", i, persistor_rc_name(rc), err.message);
-}
-
 /* The count of command `name` in the mock's `stats` (0 when absent). */
 static long fm_command_count(const char *name)
 {
@@ -215,35 +207,11 @@ static void test_mongod_hangs_breaker_opens_then_calls_never_reach_it(void **sta
     const size_t healthy = 20, calls = 200;
     fx_ids *ids = fx_ids_new("c", healthy + 5 + calls);
     for (size_t i = 0; i < healthy; i++)
-        fm_append_ok(p, ids, i);
+        fx_append_ok(p, ids, i);
     assert_false(persistor_degraded(p));
 
     fm_control_ok("hang on");
-    size_t i = healthy;
-    while (!persistor_degraded(p) && i < healthy + 5)
-        fm_append_ok(p, ids, i++); /* waits out the timeouts, then the fallback takes it */
-    assert_true(persistor_degraded(p));
-    size_t first = i;
-
-    uint64_t data_before = fault_calls(c, FAULT_OP_WRITE | FAULT_OP_READ);
-    uint64_t pings_before = fault_calls(c, FAULT_OP_PING);
-    for (size_t k = 0; k < calls; k++, i++) {
-        fm_append_ok(p, ids, i);
-        char id[FX_ID_MAX];
-        fx_id(ids, i, id);
-        persistor_error err = {0};
-        assert_int_equal(persistor_snapshot_has(p, id, &err), PERSISTOR_OK);
-    }
-    /* Not one of the 200 appends nor of the 200 reads reached the primary;
-     * only the recovery thread's probes (pings) may have. */
-    assert_int_equal(fault_calls(c, FAULT_OP_WRITE | FAULT_OP_READ), data_before);
-    uint64_t probes = fault_calls(c, FAULT_OP_PING) - pings_before;
-    int64_t p50, p99, max;
-    fx_latency(ids, first, i, &p50, &p99, &max);
-    printf("[%s] first call after the hang: %lld ms; then %zu appends with the breaker "
-           "open: p50 %lld us, p99 %lld us, max %lld us; %llu probes meanwhile\n",
-           w->name, (long long)(ids->latency_us[healthy] / 1000), calls, (long long)p50,
-           (long long)p99, (long long)max, (unsigned long long)probes);
+    fx_calls_skip_open_primary(w->name, p, c, ids, healthy, calls);
 
     fm_control_ok("hang off");
     int64_t ms = fx_wait_recovered(p, "the mock mongod answers again");
@@ -274,7 +242,7 @@ static void test_mongod_retryable_code_succeeds_on_the_primary_after_retries(voi
     fm_profiles(w, db, 5000, 10000, NULL);
     persistor *p = fx_open(w, "main");
     fx_ids *ids = fx_ids_new("e", 4);
-    fm_append_ok(p, ids, 0);
+    fx_append_ok(p, ids, 0);
     fm_control_ok("clearstats");
     fm_control_ok("errors 91 2");
     persistor_error err = {0};
@@ -308,7 +276,7 @@ static void test_mongod_permanent_code_is_the_answer_nothing_fails_over(void **s
     fm_profiles(w, db, 2000, 10000, NULL);
     persistor *p = fx_open(w, "main");
     fx_ids *ids = fx_ids_new("e", 4);
-    fm_append_ok(p, ids, 0);
+    fx_append_ok(p, ids, 0);
     fm_control_ok("clearstats");
     fm_control_ok("errors 2 1"); /* BadValue: the adapter's E_INVALID */
     persistor_error err = {0};
@@ -318,7 +286,7 @@ static void test_mongod_permanent_code_is_the_answer_nothing_fails_over(void **s
     assert_int_equal(fx_log_count(w, "retry_scheduled", NULL), 0);
     assert_int_equal(fx_log_count(w, "adapter_failover", NULL), 0);
     assert_false(persistor_degraded(p));
-    fm_append_ok(p, ids, 2); /* the primary still takes writes */
+    fx_append_ok(p, ids, 2); /* the primary still takes writes */
     persistor_health h;
     fx_health(p, &h);
     assert_string_equal(h.adapters[0].breaker, "closed");
