@@ -95,6 +95,7 @@ int32_t persistor_open(const persistor_open_options *opts, persistor **out, pers
     if (rc != PERSISTOR_OK)
         goto fail;
     p->n_specs = snapshot_collection_specs(p->prof, p->specs);
+    p->n_specs += audit_collection_specs(p->prof, p->specs + p->n_specs);
     rc = router_open(p->prof, p->specs, p->n_specs, p->clock_ms, p->clock_ctx, &p->router, err);
     if (rc != PERSISTOR_OK)
         goto fail;

@@ -38,6 +38,11 @@ int32_t persistor_on_failure(const persistor *p, profile_collection_kind kind, c
                              const persistor_write_op *ops, int32_t *results, size_t n,
                              int32_t rc, const persistor_error *err);
 
+/* The specs of validation_audit, workflow_results and incidents (indexes,
+ * TTL, version field), named and timed from the profile, into specs[];
+ * returns how many. */
+size_t audit_collection_specs(const profile *prof, persistor_collection_spec *specs);
+
 /* The collection specs (indexes, TTL) of the snapshot domain, named and
  * timed from the profile, into specs[]; returns how many. */
 size_t snapshot_collection_specs(const profile *prof, persistor_collection_spec *specs);

@@ -49,6 +49,7 @@ int cmd_profiles(const cli_globals *g, int argc, char **argv);
 int cmd_health(const cli_globals *g, int argc, char **argv);
 int cmd_stats(const cli_globals *g, int argc, char **argv);
 int cmd_snapshot(const cli_globals *g, int argc, char **argv);
+int cmd_audit(const cli_globals *g, int argc, char **argv);
 int cmd_demo(const cli_globals *g, int argc, char **argv);
 int cmd_bench(const cli_globals *g, int argc, char **argv);
 

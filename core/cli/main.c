@@ -36,6 +36,8 @@ static const char cli_help[] =
     "  snapshot hashes XCID          print a context's hashes in order\n"
     "  snapshot latest XCID          print a context's newest snapshot\n"
     "  snapshot rm HASH              delete one snapshot\n"
+    "  audit validation|result|incident [FILE|-]\n"
+    "                                save an audit record (JSON object); prints its id\n"
     "  demo                          play an agent kernel checkpointing and restoring\n"
     "  bench [--adapters memory,sqlite,lmdb] [--contexts N] [--per-context N]\n"
     "        [--single N] [--repeat N] [--absent PCT] [--dir DIR] [--seed S] [--json]\n"
@@ -176,7 +178,7 @@ static const struct {
     int (*run)(const cli_globals *g, int argc, char **argv);
 } cli_commands[] = {
     {"profiles", cmd_profiles}, {"health", cmd_health}, {"stats", cmd_stats},
-    {"snapshot", cmd_snapshot}, {"demo", cmd_demo}, {"bench", cmd_bench},
+    {"snapshot", cmd_snapshot}, {"audit", cmd_audit}, {"demo", cmd_demo}, {"bench", cmd_bench},
 };
 
 int main(int argc, char **argv)

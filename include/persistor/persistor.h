@@ -263,6 +263,57 @@ PERSISTOR_API int32_t persistor_snapshot_expire(persistor *p, uint64_t *removed,
                                                 persistor_error *err);
 
 /* ------------------------------------------------------------------------
+ * Audit records: the orchestrator's validation_audit, workflow_results
+ * and incidents collections (docs/AUDIT.md has their schemas)
+ * --------------------------------------------------------------------- */
+
+/** Longest id an audit save writes into id_out, without the NUL. */
+#define PERSISTOR_ID_MAX 256
+
+typedef enum persistor_audit_kind {
+    /** validation_audit: {plan_id, workflow_id?, validation_result: {...},
+     *  timestamp?}; persistor adds `hash`, SHA-256 of the result's
+     *  canonical form (its documents' keys sorted).  Insert-if-absent on an
+     *  id derived from plan, workflow, timestamp and hash. */
+    PERSISTOR_AUDIT_VALIDATION = 1,
+    /** workflow_results: {workflow_id, status, plan_id?, intent_id?,
+     *  metrics?, tickets_summary?, sla_status?, consolidated_at?}; upserted
+     *  with workflow_id as _id (a missing or empty workflow_id is E_INVALID). */
+    PERSISTOR_AUDIT_WORKFLOW_RESULT = 2,
+    /** incidents: {workflow_id, type, severity: LOW|MEDIUM|HIGH|CRITICAL,
+     *  details?, timestamp?}.  Insert-if-absent on an id derived from the
+     *  whole record, so a retried save stores it once. */
+    PERSISTOR_AUDIT_INCIDENT = 3,
+} persistor_audit_kind;
+
+/** A record as BSON bytes, or as JSON text when bson is NULL. */
+typedef struct persistor_record_input {
+    uint32_t struct_size; /* sizeof(persistor_record_input) */
+    const uint8_t *bson;
+    uint32_t bson_len;
+    const char *json;
+    const char *json_source; /* for error messages ("result.json"); NULL: "record" */
+} persistor_record_input;
+
+/**
+ * Save one audit record of `kind` into its collection (named by the
+ * profile).  Times (`timestamp`, `consolidated_at`) must be dates (JSON:
+ * {"$date": "2026-11-22T10:00:00Z"}); absent, they are now.  The fields
+ * persistor sets (`_id`, `hash`, `updated_at`) may not be given.
+ *
+ * Returns OK (stored), EXISTS (this validation or incident was already
+ * stored), NOT_STORED (every adapter failed and the collection is
+ * fail_open, the default for audit: `<collection>_persist_failed` was
+ * logged), or E_INVALID naming the field, or a storage error under
+ * fail_closed.  id_out (may be NULL) receives the record's id.
+ * Logs validation_audit_saved, workflow_result_saved or incident_saved.
+ */
+PERSISTOR_API int32_t persistor_audit_save(persistor *p, persistor_audit_kind kind,
+                                           const persistor_record_input *in,
+                                           char id_out[PERSISTOR_ID_MAX + 1],
+                                           persistor_error *err);
+
+/* ------------------------------------------------------------------------
  * Stats and health
  * --------------------------------------------------------------------- */
 

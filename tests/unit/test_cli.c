@@ -762,6 +762,43 @@ static void test_append_with_hash_option_prints_that_hash(void **state)
     cli_result_free(&r);
 }
 
+static void test_audit_result_prints_its_workflow_id(void **state)
+{
+    (void)state;
+    struct cli_result r;
+    run_cli("{\"workflow_id\": \"wf-1\", \"status\": \"FAILED\"}", CLI("audit", "result"), &r);
+    assert_exit(&r, 0);
+    assert_string_equal(r.out, "wf-1\n");
+    cli_result_free(&r);
+}
+
+static void test_audit_incident_prints_a_hash_and_refuses_a_bad_severity(void **state)
+{
+    (void)state;
+    struct cli_result r;
+    run_cli("{\"workflow_id\": \"w\", \"type\": \"t\", \"severity\": \"HIGH\"}",
+            CLI("audit", "incident", "-"), &r);
+    assert_exit(&r, 0);
+    assert_true(is_hash_line(r.out));
+    cli_result_free(&r);
+    run_cli("{\"workflow_id\": \"w\", \"type\": \"t\", \"severity\": \"huge\"}",
+            CLI("audit", "incident"), &r);
+    assert_rejected(&r, "stdin): \"severity\" must be LOW, MEDIUM, HIGH or CRITICAL");
+    cli_result_free(&r);
+}
+
+static void test_audit_result_without_workflow_id_writes_nothing(void **state)
+{
+    (void)state;
+    struct cli_result r;
+    run_cli("{\"status\": \"DONE\"}", CLI("audit", "result"), &r);
+    assert_rejected(&r, "\"workflow_id\" is required");
+    cli_result_free(&r);
+    run_cli("{}", CLI("audit", "verdict"), &r);
+    assert_usage_error(&r, "unknown record kind 'verdict'");
+    cli_result_free(&r);
+}
+
 /* The hash core/snapshot.c documents, computed here from its definition:
  * SHA-256 hex over "persistor-snapshot-v1\0" tenant "\0" xcId "\0"
  * <ts in decimal ms> "\0" <content BSON bytes>. */
@@ -1127,6 +1164,9 @@ int main(void)
         cmocka_unit_test(test_stats_json_uses_the_seed_field_names),
         cmocka_unit_test(test_stats_text_names_the_adapter),
         cmocka_unit_test(test_append_prints_a_64_hex_hash),
+        cmocka_unit_test(test_audit_result_prints_its_workflow_id),
+        cmocka_unit_test(test_audit_incident_prints_a_hash_and_refuses_a_bad_severity),
+        cmocka_unit_test(test_audit_result_without_workflow_id_writes_nothing),
         cmocka_unit_test(test_append_same_content_ts_and_xc_twice_prints_same_hash),
         cmocka_unit_test(test_append_hash_ignores_json_formatting_and_source),
         cmocka_unit_test(test_append_with_hash_option_prints_that_hash),

@@ -1,0 +1,428 @@
+/*
+ * audit.c — the orchestrator's audit records (seed 002) on top of generic
+ * collections: validation_audit, workflow_results and incidents, with the
+ * seed's indexes on the fields the documents really have, real dates, and
+ * ids that make a retried save store one record.
+ *
+ * The telemetry buffer has its own file.  This file must not know which
+ * adapter answers.
+ */
+#include <bson/bson.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bson_canon.h"
+#include "bson_check.h"
+#include "error.h"
+#include "json.h"
+#include "log.h"
+#include "persistor_internal.h"
+#include "sha256.h"
+
+/* ------------------------------------------------------------------ */
+/* Collections and indexes, as the seed lists them                    */
+
+#define AUDIT_KEYS(name, ...) static const persistor_index_key name[] = {__VA_ARGS__}
+AUDIT_KEYS(k_plan, {"plan_id", 1});
+AUDIT_KEYS(k_workflow, {"workflow_id", 1});
+AUDIT_KEYS(k_timestamp, {"timestamp", 1});
+AUDIT_KEYS(k_plan_timestamp, {"plan_id", 1}, {"timestamp", 1});
+AUDIT_KEYS(k_status, {"status", 1});
+AUDIT_KEYS(k_consolidated, {"consolidated_at", 1});
+AUDIT_KEYS(k_status_consolidated, {"status", 1}, {"consolidated_at", 1});
+AUDIT_KEYS(k_type, {"type", 1});
+AUDIT_KEYS(k_severity, {"severity", 1});
+AUDIT_KEYS(k_severity_timestamp, {"severity", 1}, {"timestamp", 1});
+
+#define INDEX(name, keys, flags) {name, keys, sizeof keys / sizeof keys[0], flags}
+static const persistor_index_spec validation_indexes[] = {
+    INDEX("plan_id_1", k_plan, 0),
+    INDEX("workflow_id_1", k_workflow, 0),
+    INDEX("timestamp_1", k_timestamp, 0),
+    INDEX("plan_id_1_timestamp_1", k_plan_timestamp, 0),
+};
+/* workflow_id is the _id, and is also stored as a field: the seed's unique
+ * index on it holds by construction and lets the seed's queries use it. */
+static const persistor_index_spec result_indexes[] = {
+    INDEX("workflow_id_1", k_workflow, PERSISTOR_INDEX_UNIQUE),
+    INDEX("plan_id_1", k_plan, 0),
+    INDEX("status_1", k_status, 0),
+    INDEX("consolidated_at_1", k_consolidated, 0),
+    INDEX("status_1_consolidated_at_1", k_status_consolidated, 0),
+};
+static const persistor_index_spec incident_indexes[] = {
+    INDEX("workflow_id_1", k_workflow, 0),
+    INDEX("type_1", k_type, 0),
+    INDEX("severity_1", k_severity, 0),
+    INDEX("timestamp_1", k_timestamp, 0),
+    INDEX("severity_1_timestamp_1", k_severity_timestamp, 0),
+};
+
+typedef struct audit_collection {
+    profile_collection_kind kind;
+    const persistor_index_spec *indexes;
+    uint32_t n_indexes;
+    const char *time_field;    /* the record's date: TTL runs on it */
+    const char *version_field; /* for replays of upserts, or NULL */
+    const char *event;         /* <event>_saved, <event>_persist_failed */
+} audit_collection;
+
+static const audit_collection audit_collections[] = {
+    {PROFILE_COLL_VALIDATION_AUDIT, validation_indexes, 4, "timestamp", NULL, "validation_audit"},
+    {PROFILE_COLL_WORKFLOW_RESULTS, result_indexes, 5, "consolidated_at", "updated_at",
+     "workflow_result"},
+    {PROFILE_COLL_INCIDENTS, incident_indexes, 5, "timestamp", NULL, "incident"},
+};
+
+size_t audit_collection_specs(const profile *prof, persistor_collection_spec *specs)
+{
+    size_t n = sizeof audit_collections / sizeof audit_collections[0];
+    for (size_t i = 0; i < n; i++) {
+        const audit_collection *a = &audit_collections[i];
+        const profile_collection *c = &prof->collections[a->kind];
+        specs[i] = (persistor_collection_spec){
+            .struct_size = sizeof specs[i],
+            .name = c->name,
+            .indexes = a->indexes,
+            .n_indexes = a->n_indexes,
+            .ttl_field = c->ttl_seconds > 0 ? a->time_field : NULL,
+            .ttl_seconds = c->ttl_seconds,
+            .version_field = a->version_field,
+        };
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Checking a record                                                  */
+
+typedef struct audit_record {
+    const audit_collection *coll;
+    const char *what; /* "validation_audit record (result.json)" */
+    bson_t in;        /* the caller's fields */
+} audit_record;
+
+static int32_t audit_parse(const persistor_record_input *in, audit_record *rec, bson_t *owned,
+                           persistor_error *err)
+{
+    if (in == NULL || in->struct_size < sizeof *in)
+        return error_set(err, PERSISTOR_E_INVALID,
+                         "persistor_record_input.struct_size must be set to its sizeof");
+    if (in->bson != NULL) {
+        if (!bson_init_static(&rec->in, in->bson, in->bson_len))
+            return error_set(err, PERSISTOR_E_INVALID, "%s: not a valid BSON document", rec->what);
+        return bson_check_document(&rec->in, rec->what, err);
+    }
+    if (in->json == NULL)
+        return error_set(err, PERSISTOR_E_INVALID, "%s: no record given", rec->what);
+    int32_t rc = json_to_bson(in->json, strlen(in->json),
+                              in->json_source != NULL ? in->json_source : "record", owned, err);
+    if (rc == PERSISTOR_OK && !bson_init_static(&rec->in, bson_get_data(owned), owned->len))
+        rc = error_set(err, PERSISTOR_E_INVALID, "%s: not a document", rec->what);
+    return rc;
+}
+
+/* A field's iterator, or false when absent (or null). */
+static bool audit_find(const audit_record *rec, const char *field, bson_iter_t *it)
+{
+    return bson_iter_init_find(it, &rec->in, field) && !BSON_ITER_HOLDS_NULL(it);
+}
+
+static int32_t audit_string(const audit_record *rec, const char *field, bool required,
+                            const char **out, persistor_error *err)
+{
+    bson_iter_t it;
+    *out = NULL;
+    if (!audit_find(rec, field, &it))
+        return required ? error_set(err, PERSISTOR_E_INVALID, "%s: \"%s\" is required", rec->what,
+                                    field)
+                        : PERSISTOR_OK;
+    uint32_t len;
+    const char *s = BSON_ITER_HOLDS_UTF8(&it) ? bson_iter_utf8(&it, &len) : NULL;
+    if (s == NULL || len == 0 || len > PERSISTOR_ID_MAX)
+        return error_set(err, PERSISTOR_E_INVALID,
+                         "%s: \"%s\" must be a non-empty string of at most %d bytes", rec->what,
+                         field, PERSISTOR_ID_MAX);
+    *out = s;
+    return PERSISTOR_OK;
+}
+
+static int32_t audit_document(const audit_record *rec, const char *field, bool required,
+                              persistor_error *err)
+{
+    bson_iter_t it;
+    if (!audit_find(rec, field, &it))
+        return required ? error_set(err, PERSISTOR_E_INVALID,
+                                    "%s: \"%s\" is required (an object)", rec->what, field)
+                        : PERSISTOR_OK;
+    if (!BSON_ITER_HOLDS_DOCUMENT(&it))
+        return error_set(err, PERSISTOR_E_INVALID, "%s: \"%s\" must be an object", rec->what,
+                         field);
+    return PERSISTOR_OK;
+}
+
+/* A date field, or now when absent.  Strings are refused: the seed's
+ * string timestamps sort wrong and never expire. */
+static int32_t audit_date(const audit_record *rec, const char *field, int64_t now, int64_t *out,
+                          persistor_error *err)
+{
+    bson_iter_t it;
+    *out = now;
+    if (!audit_find(rec, field, &it))
+        return PERSISTOR_OK;
+    if (!BSON_ITER_HOLDS_DATE_TIME(&it))
+        return error_set(err, PERSISTOR_E_INVALID,
+                         "%s: \"%s\" must be a date, e.g. {\"$date\": \"2026-11-22T10:00:00Z\"}",
+                         rec->what, field);
+    *out = bson_iter_date_time(&it);
+    return PERSISTOR_OK;
+}
+
+static int32_t audit_refuse(const audit_record *rec, const char *const *fields, size_t n,
+                            persistor_error *err)
+{
+    bson_iter_t it;
+    for (size_t i = 0; i < n; i++)
+        if (bson_iter_init_find(&it, &rec->in, fields[i]))
+            return error_set(err, PERSISTOR_E_INVALID,
+                             "%s: \"%s\" is set by persistor; leave it out", rec->what, fields[i]);
+    return PERSISTOR_OK;
+}
+
+/* Copy the caller's fields except the ones persistor writes itself. */
+static void audit_copy_fields(const audit_record *rec, bson_t *doc, const char *const *skip,
+                              size_t n_skip)
+{
+    bson_iter_t it;
+    if (!bson_iter_init(&it, &rec->in))
+        return;
+    while (bson_iter_next(&it)) {
+        bool skipped = false;
+        for (size_t i = 0; i < n_skip && !skipped; i++)
+            skipped = strcmp(bson_iter_key(&it), skip[i]) == 0;
+        if (!skipped)
+            bson_append_iter(doc, bson_iter_key(&it), -1, &it);
+    }
+}
+
+/* SHA-256 hex over a domain tag, NUL-separated strings, then BSON bytes. */
+static void audit_hash(const char *domain, const char *const *parts, size_t n, const bson_t *tail,
+                       char out[PERSISTOR_HASH_HEX_LEN + 1])
+{
+    sha256_ctx ctx;
+    uint8_t digest[SHA256_DIGEST_SIZE];
+    sha256_init(&ctx);
+    sha256_update(&ctx, domain, strlen(domain) + 1);
+    for (size_t i = 0; i < n; i++)
+        sha256_update(&ctx, parts[i], strlen(parts[i]) + 1);
+    if (tail != NULL)
+        sha256_update(&ctx, bson_get_data(tail), tail->len);
+    sha256_final(&ctx, digest);
+    sha256_hex(digest, out);
+}
+
+/* ------------------------------------------------------------------ */
+/* The three records                                                  */
+
+static int32_t audit_build_validation(const audit_record *rec, int64_t now, bson_t *doc, char *id,
+                                      persistor_error *err)
+{
+    static const char *const set_by_us[] = {"_id", "hash"};
+    const char *plan, *workflow;
+    int64_t ts;
+    int32_t rc = audit_refuse(rec, set_by_us, 2, err);
+    if (rc == PERSISTOR_OK)
+        rc = audit_string(rec, "plan_id", true, &plan, err);
+    if (rc == PERSISTOR_OK)
+        rc = audit_string(rec, "workflow_id", false, &workflow, err);
+    if (rc == PERSISTOR_OK)
+        rc = audit_document(rec, "validation_result", true, err);
+    if (rc == PERSISTOR_OK)
+        rc = audit_date(rec, "timestamp", now, &ts, err);
+    if (rc != PERSISTOR_OK)
+        return rc;
+    bson_iter_t it;
+    bson_t result, canon = BSON_INITIALIZER;
+    const uint8_t *data;
+    uint32_t len;
+    audit_find(rec, "validation_result", &it);
+    bson_iter_document(&it, &len, &data);
+    if (!bson_init_static(&result, data, len) || !bson_canon(&result, &canon)) {
+        bson_destroy(&canon);
+        return error_set(err, PERSISTOR_E_INVALID, "%s: validation_result is malformed",
+                         rec->what);
+    }
+    char hash[PERSISTOR_HASH_HEX_LEN + 1], ts_text[32];
+    audit_hash("persistor-validation-result-v1", NULL, 0, &canon, hash);
+    bson_destroy(&canon);
+    snprintf(ts_text, sizeof ts_text, "%" PRId64, ts);
+    const char *parts[] = {plan, workflow != NULL ? workflow : "", ts_text, hash};
+    audit_hash("persistor-validation-v1", parts, 4, NULL, id);
+
+    static const char *const rewritten[] = {"_id", "hash", "plan_id", "workflow_id", "timestamp"};
+    BSON_APPEND_UTF8(doc, "_id", id);
+    BSON_APPEND_UTF8(doc, "plan_id", plan);
+    if (workflow != NULL)
+        BSON_APPEND_UTF8(doc, "workflow_id", workflow);
+    else
+        BSON_APPEND_NULL(doc, "workflow_id");
+    BSON_APPEND_DATE_TIME(doc, "timestamp", ts);
+    BSON_APPEND_UTF8(doc, "hash", hash);
+    audit_copy_fields(rec, doc, rewritten, 5);
+    return PERSISTOR_OK;
+}
+
+/* updated_at orders a workflow's results for replay (UPSERT_IF_NEWER):
+ * strictly increasing in this process even within one millisecond. */
+static int64_t audit_version_ms(int64_t now)
+{
+    static atomic_int_fast64_t last;
+    int_fast64_t seen = atomic_load(&last), next;
+    do
+        next = now > seen ? now : seen + 1;
+    while (!atomic_compare_exchange_weak(&last, &seen, next));
+    return next;
+}
+
+static int32_t audit_build_result(const audit_record *rec, int64_t now, bson_t *doc, char *id,
+                                  persistor_error *err)
+{
+    static const char *const set_by_us[] = {"_id", "updated_at"};
+    static const char *const documents[] = {"metrics", "tickets_summary", "sla_status"};
+    const char *workflow, *status, *plan, *intent;
+    int64_t at;
+    int32_t rc = audit_refuse(rec, set_by_us, 2, err);
+    if (rc == PERSISTOR_OK)
+        rc = audit_string(rec, "workflow_id", true, &workflow, err);
+    if (rc == PERSISTOR_OK)
+        rc = audit_string(rec, "status", true, &status, err);
+    if (rc == PERSISTOR_OK)
+        rc = audit_string(rec, "plan_id", false, &plan, err);
+    if (rc == PERSISTOR_OK)
+        rc = audit_string(rec, "intent_id", false, &intent, err);
+    for (size_t i = 0; rc == PERSISTOR_OK && i < 3; i++)
+        rc = audit_document(rec, documents[i], false, err);
+    if (rc == PERSISTOR_OK)
+        rc = audit_date(rec, "consolidated_at", now, &at, err);
+    if (rc != PERSISTOR_OK)
+        return rc;
+    snprintf(id, PERSISTOR_ID_MAX + 1, "%s", workflow);
+    static const char *const rewritten[] = {"_id", "workflow_id", "consolidated_at", "updated_at"};
+    BSON_APPEND_UTF8(doc, "_id", workflow);
+    BSON_APPEND_UTF8(doc, "workflow_id", workflow);
+    BSON_APPEND_DATE_TIME(doc, "consolidated_at", at);
+    BSON_APPEND_DATE_TIME(doc, "updated_at", audit_version_ms(now));
+    audit_copy_fields(rec, doc, rewritten, 4);
+    return PERSISTOR_OK;
+}
+
+static int32_t audit_build_incident(const audit_record *rec, int64_t now, bson_t *doc, char *id,
+                                    persistor_error *err)
+{
+    static const char *const set_by_us[] = {"_id"};
+    static const char *const severities[] = {"LOW", "MEDIUM", "HIGH", "CRITICAL"};
+    const char *workflow, *type, *severity;
+    int64_t ts;
+    int32_t rc = audit_refuse(rec, set_by_us, 1, err);
+    if (rc == PERSISTOR_OK)
+        rc = audit_string(rec, "workflow_id", true, &workflow, err);
+    if (rc == PERSISTOR_OK)
+        rc = audit_string(rec, "type", true, &type, err);
+    if (rc == PERSISTOR_OK)
+        rc = audit_string(rec, "severity", true, &severity, err);
+    if (rc == PERSISTOR_OK)
+        rc = audit_date(rec, "timestamp", now, &ts, err);
+    if (rc != PERSISTOR_OK)
+        return rc;
+    bool known = false;
+    for (size_t i = 0; i < 4 && !known; i++)
+        known = strcmp(severity, severities[i]) == 0;
+    if (!known)
+        return error_set(err, PERSISTOR_E_INVALID,
+                         "%s: \"severity\" must be LOW, MEDIUM, HIGH or CRITICAL, got \"%s\"",
+                         rec->what, severity);
+    static const char *const rewritten[] = {"_id", "workflow_id", "type", "severity", "timestamp"};
+    bson_t body = BSON_INITIALIZER, canon = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&body, "workflow_id", workflow);
+    BSON_APPEND_UTF8(&body, "type", type);
+    BSON_APPEND_UTF8(&body, "severity", severity);
+    BSON_APPEND_DATE_TIME(&body, "timestamp", ts);
+    audit_copy_fields(rec, &body, rewritten, 5);
+    bool ok = bson_canon(&body, &canon);
+    if (ok)
+        audit_hash("persistor-incident-v1", NULL, 0, &canon, id);
+    BSON_APPEND_UTF8(doc, "_id", id);
+    bson_concat(doc, &body);
+    bson_destroy(&body);
+    bson_destroy(&canon);
+    return ok ? PERSISTOR_OK
+              : error_set(err, PERSISTOR_E_INVALID, "%s: the record is malformed", rec->what);
+}
+
+/* ------------------------------------------------------------------ */
+/* Saving                                                             */
+
+static void audit_log_saved(const audit_record *rec, const char *id, int32_t result)
+{
+    char event[64];
+    snprintf(event, sizeof event, "%s_saved", rec->coll->event);
+    log_line line;
+    if (!log_begin(&line, PERSISTOR_LOG_INFO, event))
+        return;
+    log_str(&line, "id", id);
+    static const char *const fields[] = {"plan_id", "workflow_id", "status", "type", "severity"};
+    bson_iter_t it;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (bson_iter_init_find(&it, &rec->in, fields[i]) && BSON_ITER_HOLDS_UTF8(&it))
+            log_str(&line, fields[i], bson_iter_utf8(&it, NULL));
+    log_bool(&line, "existed", result == PERSISTOR_EXISTS);
+    log_end(&line);
+}
+
+int32_t persistor_audit_save(persistor *p, persistor_audit_kind kind,
+                             const persistor_record_input *in, char id_out[PERSISTOR_ID_MAX + 1],
+                             persistor_error *err)
+{
+    size_t index = (size_t)kind - 1;
+    if (kind < PERSISTOR_AUDIT_VALIDATION || kind > PERSISTOR_AUDIT_INCIDENT)
+        return error_set(err, PERSISTOR_E_INVALID, "unknown audit record kind %d", (int)kind);
+    audit_record rec = {.coll = &audit_collections[index]};
+    char what[PERSISTOR_ID_MAX + 64];
+    snprintf(what, sizeof what, "%s record%s%s%s", profile_collection_key(rec.coll->kind),
+             in != NULL && in->bson == NULL && in->json_source ? " (" : "",
+             in != NULL && in->bson == NULL && in->json_source ? in->json_source : "",
+             in != NULL && in->bson == NULL && in->json_source ? ")" : "");
+    rec.what = what;
+    bson_t owned = BSON_INITIALIZER, *doc = bson_new();
+    char id[PERSISTOR_ID_MAX + 1] = "";
+    int32_t rc = audit_parse(in, &rec, &owned, err);
+    int64_t now = router_now_ms(p->router);
+    if (rc == PERSISTOR_OK)
+        rc = kind == PERSISTOR_AUDIT_VALIDATION ? audit_build_validation(&rec, now, doc, id, err)
+             : kind == PERSISTOR_AUDIT_WORKFLOW_RESULT
+                 ? audit_build_result(&rec, now, doc, id, err)
+                 : audit_build_incident(&rec, now, doc, id, err);
+    if (rc == PERSISTOR_OK && doc->len > PERSISTOR_MAX_DOCUMENT_BYTES)
+        rc = error_set(err, PERSISTOR_E_INVALID, "%s %s is %u bytes; the limit is %d (16 MiB)",
+                       what, id, doc->len, PERSISTOR_MAX_DOCUMENT_BYTES);
+    int32_t result = rc;
+    if (rc == PERSISTOR_OK) {
+        persistor_write_op op = {kind == PERSISTOR_AUDIT_WORKFLOW_RESULT
+                                     ? PERSISTOR_WRITE_UPSERT
+                                     : PERSISTOR_WRITE_INSERT_IF_ABSENT,
+                                 doc->len, id, bson_get_data(doc)};
+        rc = router_write(p->router, persistor_collection_name(p, rec.coll->kind), &op, 1,
+                          &result, err);
+        rc = persistor_on_failure(p, rec.coll->kind, rec.coll->event, &op, &result, 1, rc, err);
+        if (rc == PERSISTOR_OK && result != PERSISTOR_NOT_STORED)
+            audit_log_saved(&rec, id, result);
+    }
+    if (id_out != NULL)
+        snprintf(id_out, PERSISTOR_ID_MAX + 1, "%s", id);
+    bson_destroy(doc);
+    bson_destroy(&owned);
+    return rc != PERSISTOR_OK ? rc : result;
+}
