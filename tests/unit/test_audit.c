@@ -20,6 +20,7 @@
 #include "log.h"
 #include "persistor_internal.h"
 #include "sha256.h"
+#include "unit_env.h"
 
 typedef struct fixture {
     char dir[64];
@@ -37,13 +38,10 @@ static int64_t fixture_clock(void *ctx)
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    char plugins[4096];
-    snprintf(plugins, sizeof plugins, "%s/lib/persistor", getenv("PERSISTOR_BUILD_DIR"));
-    setenv("PERSISTOR_PLUGIN_DIR", plugins, 1);
+    unit_env_plugins();
     setenv("PERSISTOR_LOG_LEVEL", "info", 1);
     log_reload_level();
-    snprintf(f->dir, sizeof f->dir, "/tmp/persistor-audit-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    unit_env_tmpdir(f->dir, sizeof f->dir, "audit");
     snprintf(f->config, sizeof f->config, "%s/profiles.yaml", f->dir);
     snprintf(f->control, sizeof f->control, "%s/control", f->dir);
     FILE *out = fopen(f->config, "w");
@@ -63,7 +61,7 @@ static int setup(void **state)
             " max_interval_ms: 1}\n"
             "    collections:\n"
             "      incidents: {on_failure: fail_closed}\n",
-            AUDIT_FAULT_SO, plugins, f->control);
+            AUDIT_FAULT_SO, getenv("PERSISTOR_PLUGIN_DIR"), f->control);
     fclose(out);
     f->now = 1763800000000; /* 2025-11-22T08:26:40Z */
     persistor_open_options opts = {.struct_size = sizeof opts, .config_path = f->config,
@@ -79,9 +77,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     persistor_close(f->p);
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    unit_env_remove(f->dir);
     log_set_fd(-1);
     free(f);
     return 0;

@@ -26,6 +26,7 @@
 #include "profile.h"
 #include "retry.h"
 #include "router.h"
+#include "unit_env.h"
 
 typedef struct fixture {
     char dir[64];
@@ -38,12 +39,9 @@ typedef struct fixture {
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    char plugins[4096];
-    snprintf(plugins, sizeof plugins, "%s/lib/persistor", getenv("PERSISTOR_BUILD_DIR"));
-    setenv("PERSISTOR_PLUGIN_DIR", plugins, 1);
+    unit_env_plugins();
     setenv("PERSISTOR_LOG_LEVEL", "off", 1);
-    snprintf(f->dir, sizeof f->dir, "/tmp/persistor-failover-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    unit_env_tmpdir(f->dir, sizeof f->dir, "failover");
     snprintf(f->config, sizeof f->config, "%s/profiles.yaml", f->dir);
     snprintf(f->control, sizeof f->control, "%s/control", f->dir);
     f->fault = fault_control_open(f->control);
@@ -103,9 +101,7 @@ static int teardown(void **state)
     fixture *f = *state;
     persistor_close(f->p);
     fault_control_close(f->fault);
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    unit_env_remove(f->dir);
     free(f);
     return 0;
 }

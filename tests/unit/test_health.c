@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "persistor/persistor.h"
+#include "unit_env.h"
 
 typedef struct fixture {
     char dir[64];
@@ -25,12 +26,9 @@ typedef struct fixture {
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    char plugins[4096];
-    snprintf(plugins, sizeof plugins, "%s/lib/persistor", getenv("PERSISTOR_BUILD_DIR"));
-    setenv("PERSISTOR_PLUGIN_DIR", plugins, 1);
+    unit_env_plugins();
     setenv("PERSISTOR_LOG_LEVEL", "off", 1);
-    snprintf(f->dir, sizeof f->dir, "/tmp/persistor-health-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    unit_env_tmpdir(f->dir, sizeof f->dir, "health");
     snprintf(f->config, sizeof f->config, "%s/profiles.yaml", f->dir);
     FILE *out = fopen(f->config, "w");
     assert_non_null(out);
