@@ -43,7 +43,9 @@ const char *mongod_control(const char *fmt, ...)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {5, 0};
+    /* The server answers control lines between wire requests: one slow
+     * request (a big aggregate on a loaded machine) delays the answer. */
+    struct timeval tv = {60, 0};
     if (fd >= 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (fd < 0 || port == 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||

@@ -12,7 +12,7 @@ int mongod_read_int(const char *name);
 
 /* Send one control command (printf-style, without the newline) and return
  * the reply line ("ok...", "error ..."), in a static buffer overwritten by
- * the next call.  Bounded: 5 s to answer. */
+ * the next call.  Bounded: 60 s to answer. */
 const char *mongod_control(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif
