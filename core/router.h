@@ -4,8 +4,8 @@
  *
  * It opens every adapter of the chain and ensures every collection on it,
  * serialises calls into adapters that are not thread-safe, emulates the
- * optional ABI slots (count, stats, expire) and sweeps TTL for adapters
- * without native TTL.  It owns resilience: retry with backoff, a circuit
+ * optional ABI slots (count, stats, expire, group_count) and sweeps TTL
+ * for adapters without native TTL.  It owns resilience: retry with backoff, a circuit
  * breaker per adapter, failover to the next adapter, the fallback journal
  * and its replay into the primary (docs/FAILOVER.md).  Nothing here knows
  * what a snapshot is.
@@ -56,6 +56,14 @@ void router_cursor_close(router_cursor *c);
 
 int32_t router_count(router *r, const char *collection, const uint8_t *filter,
                      uint32_t filter_len, uint64_t *out, bool *degraded, persistor_error *err);
+/* Count the documents matching `filter` per value of the field path
+ * `field`: {groups: [{_id, total: int64}, ...]} into `out`, as adapter.h's
+ * group_count slot answers.  The adapter's slot when it has one, else the
+ * core's own grouping (group.c) over a query on that adapter.  OK,
+ * E_INVALID (filter, field), errors. */
+int32_t router_group_count(router *r, const char *collection, const uint8_t *filter,
+                           uint32_t filter_len, const char *field, persistor_buffer *out,
+                           bool *degraded, persistor_error *err);
 /* *adapter_type: borrowed name of the adapter that answered. */
 int32_t router_stats(router *r, const char *collection, persistor_collection_stats *out,
                      const char **adapter_type, bool *degraded, persistor_error *err);

@@ -18,6 +18,7 @@
 
 #include "buffer.h"
 #include "error.h"
+#include "group.h"
 #include "log.h"
 
 /* TTL sweeps run at most this often (on the router's clock). */
@@ -182,30 +183,6 @@ void router_cursor_close(router_cursor *c)
     free(c);
 }
 
-/* count and stats, from a full scan when the adapter has no slot for them. */
-static int32_t router_scan(router *r, const char *collection, const uint8_t *filter,
-                           uint32_t filter_len, persistor_collection_stats *out, bool *degraded,
-                           persistor_error *err)
-{
-    persistor_query q = {.struct_size = sizeof q, .filter = filter, .filter_len = filter_len};
-    router_cursor *c;
-    int32_t rc = router_query(r, collection, &q, &c, err);
-    if (rc != PERSISTOR_OK)
-        return rc;
-    if (degraded != NULL)
-        *degraded = c->degraded;
-    const uint8_t *doc;
-    uint32_t len;
-    out->item_count = 0;
-    out->total_size = 0;
-    while ((rc = router_cursor_next(c, &doc, &len, err)) == PERSISTOR_OK) {
-        out->item_count++;
-        out->total_size += len;
-    }
-    router_cursor_close(c);
-    return rc == PERSISTOR_ITER_END ? PERSISTOR_OK : rc;
-}
-
 typedef struct router_count_ctx {
     const char *collection;
     const uint8_t *filter;
@@ -214,32 +191,42 @@ typedef struct router_count_ctx {
     persistor_collection_stats *stats;
 } router_count_ctx;
 
+/* count and stats: the adapter's slot, or a scan of a query on the same
+ * adapter.  Chosen per attempt: a call that fails over may land on an
+ * adapter without the slot. */
 static int32_t router_count_attempt(router_adapter *a, void *ctx, persistor_error *err)
 {
     router_count_ctx *c = ctx;
-    if (c->stats != NULL)
+    if (c->stats != NULL && a->api->stats != NULL)
         return a->api->stats(a->inst, c->collection, c->stats, err);
-    return a->api->count(a->inst, c->collection, c->filter, c->filter_len, c->out, err);
-}
-
-/* The first serving adapter, for choosing between a slot and a scan. */
-static router_adapter *router_first_serving(router *r)
-{
-    for (size_t i = 0; i < r->n_adapters; i++)
-        if (router_serving(&r->adapters[i]))
-            return &r->adapters[i];
-    return &r->adapters[0];
+    if (c->stats == NULL && a->api->count != NULL)
+        return a->api->count(a->inst, c->collection, c->filter, c->filter_len, c->out, err);
+    persistor_query q = {.struct_size = sizeof q, .filter = c->filter, .filter_len = c->filter_len};
+    persistor_cursor *cursor = NULL;
+    const uint8_t *doc;
+    uint32_t len;
+    uint64_t items = 0, bytes = 0;
+    int32_t rc = a->api->query(a->inst, c->collection, &q, &cursor, err);
+    while (rc == PERSISTOR_OK && (rc = a->api->cursor_next(cursor, &doc, &len, err)) == PERSISTOR_OK) {
+        items++;
+        bytes += len;
+    }
+    if (cursor != NULL)
+        a->api->cursor_close(cursor);
+    if (rc != PERSISTOR_ITER_END)
+        return rc;
+    if (c->stats != NULL) {
+        c->stats->item_count = items;
+        c->stats->total_size = bytes;
+    } else {
+        *c->out = items;
+    }
+    return PERSISTOR_OK;
 }
 
 int32_t router_count(router *r, const char *collection, const uint8_t *filter,
                      uint32_t filter_len, uint64_t *out, bool *degraded, persistor_error *err)
 {
-    if (router_first_serving(r)->api->count == NULL) {
-        persistor_collection_stats st = {.struct_size = sizeof st};
-        int32_t rc = router_scan(r, collection, filter, filter_len, &st, degraded, err);
-        *out = st.item_count;
-        return rc;
-    }
     router_count_ctx c = {collection, filter, filter_len, out, NULL};
     return router_read(r, "count", collection, router_count_attempt, &c, NULL, degraded, err);
 }
@@ -247,18 +234,63 @@ int32_t router_count(router *r, const char *collection, const uint8_t *filter,
 int32_t router_stats(router *r, const char *collection, persistor_collection_stats *out,
                      const char **adapter_type, bool *degraded, persistor_error *err)
 {
-    router_adapter *first = router_first_serving(r);
-    *adapter_type = first->api->name;
     memset(out, 0, sizeof *out);
     out->struct_size = sizeof *out;
-    if (first->api->stats == NULL)
-        return router_scan(r, collection, NULL, 0, out, degraded, err);
+    *adapter_type = r->adapters[0].api->name;
     router_count_ctx c = {collection, NULL, 0, NULL, out};
     router_adapter *a = NULL;
     int32_t rc = router_read(r, "stats", collection, router_count_attempt, &c, &a, degraded, err);
     if (a != NULL)
         *adapter_type = a->api->name;
     return rc;
+}
+
+typedef struct router_group_ctx {
+    const char *collection;
+    const uint8_t *filter;
+    uint32_t filter_len;
+    const char *field;
+    persistor_buffer *out;
+} router_group_ctx;
+
+/* The adapter's slot, or group.c over a query on the same adapter.  The
+ * choice is made per attempt, not once up front: a call that fails over
+ * from MongoDB (native) lands on a fallback without the slot. */
+static int32_t router_group_attempt(router_adapter *a, void *ctx, persistor_error *err)
+{
+    router_group_ctx *c = ctx;
+    if (a->api->group_count != NULL)
+        return a->api->group_count(a->inst, c->collection, c->filter, c->filter_len, c->field,
+                                   c->out, err);
+    persistor_query q = {.struct_size = sizeof q, .filter = c->filter, .filter_len = c->filter_len};
+    persistor_cursor *cursor = NULL;
+    group_counter *g = NULL;
+    const uint8_t *doc;
+    uint32_t len;
+    int32_t rc = group_counter_new(c->field, &g, err);
+    if (rc == PERSISTOR_OK)
+        rc = a->api->query(a->inst, c->collection, &q, &cursor, err);
+    while (rc == PERSISTOR_OK &&
+           (rc = a->api->cursor_next(cursor, &doc, &len, err)) == PERSISTOR_OK)
+        rc = group_counter_add(g, doc, len, err);
+    if (cursor != NULL)
+        a->api->cursor_close(cursor);
+    if (rc == PERSISTOR_ITER_END)
+        rc = group_counter_finish(g, c->out, err);
+    group_counter_free(g);
+    return rc;
+}
+
+int32_t router_group_count(router *r, const char *collection, const uint8_t *filter,
+                           uint32_t filter_len, const char *field, persistor_buffer *out,
+                           bool *degraded, persistor_error *err)
+{
+    int32_t rc = group_field_check(field, err);
+    if (rc != PERSISTOR_OK)
+        return rc;
+    router_group_ctx c = {collection, filter, filter_len, field, out};
+    return router_read(r, "group_count", collection, router_group_attempt, &c, NULL, degraded,
+                       err);
 }
 
 /* ------------------------------------------------------------------ */

@@ -60,7 +60,7 @@ extern "C" {
 /** ABI major version: a different major is refused at load time. */
 #define PERSISTOR_ABI_MAJOR 1
 /** ABI minor version: tables grew at the end, older adapters still load. */
-#define PERSISTOR_ABI_MINOR 0
+#define PERSISTOR_ABI_MINOR 1 /* 1: group_count */
 
 /** Visibility for the one symbol an adapter exports. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -451,8 +451,8 @@ typedef struct persistor_host {
  *
  * Slots marked REQUIRED must be set: the loader refuses the adapter,
  * naming the first NULL one.  OPTIONAL slots may be NULL; the host then
- * emulates them (count and stats by a query, expire by a query and
- * deletes) or reports NOTSUP.
+ * emulates them (count, stats and group_count by a query, expire by a
+ * query and deletes) or reports NOTSUP.
  *
  * Common rules for every callback that takes `err`: on an error code it
  * fills `err` via host->error_set; on an answer (OK, NOT_FOUND, EXISTS,
@@ -599,6 +599,49 @@ typedef struct persistor_adapter {
      * answer), which health reports in place of the line.
      */
     int32_t (*describe)(persistor_instance *inst, persistor_buffer *out, persistor_error *err);
+
+    /* -- since ABI 1.1 ---------------------------------------------- */
+
+    /**
+     * OPTIONAL (1.1).  Count the documents of `collection` matching
+     * `filter` (NULL/0: all) per value of the dotted path `field`, the way
+     * MongoDB answers
+     *
+     *   [{$match: filter},
+     *    {$group: {_id: "$<field>", total: {$sum: 1}}},
+     *    {$sort: {_id: 1}}]
+     *
+     * and write into `out` (host->buffer_set) one BSON document
+     * {groups: [{_id: <value>, total: <int64>}, ...]}; no matching
+     * document gives {groups: []}.
+     *
+     *   - The path follows MongoDB's aggregation field paths, not the query
+     *     language's: a component never indexes an array; an array met
+     *     before the last component gives the array of what the rest of the
+     *     path reaches in each of its document elements (other elements
+     *     and misses left out): "a.b" over a: [{b: 1}, {c: 0}, {b: 2}, 7]
+     *     is [1, 2].  A field holding an array groups by the whole array.
+     *   - A missing field groups with null, under _id null.
+     *   - Values MongoDB's $group treats as equal are one group: numbers by
+     *     value across int32, int64 and double (1, 1.0, NumberLong(1)),
+     *     and documents and arrays element by element.  The group's _id is
+     *     one of its values (which one is not specified).
+     *   - Groups come in $sort's order of _id: MongoDB's cross-type order,
+     *     an array by its least element, an empty array before null.  Groups
+     *     that tie there (only arrays can: [1, 5] and [1, 3] both sort as
+     *     1) come in MongoDB's order of the whole values ([1, 3] first).
+     *   - total is an int64, whatever width the store counted in.
+     *
+     * Returns OK; E_INVALID for a filter the query language refuses
+     * (compile it with host->matcher_new first, as query does) or for a
+     * `field` that is not a field path (empty, or a component empty or
+     * starting with '$', as MongoDB refuses them); or an error class as
+     * for query.  When NULL, the host computes the same answer from a
+     * query (core/group.c).
+     */
+    int32_t (*group_count)(persistor_instance *inst, const char *collection,
+                           const uint8_t *filter, uint32_t filter_len, const char *field,
+                           persistor_buffer *out, persistor_error *err);
 } persistor_adapter;
 
 /* ------------------------------------------------------------------------

@@ -463,6 +463,7 @@ static const persistor_adapter mg_adapter = {
     .stats = mg_stats,
     .exists = mg_exists,
     .describe = mg_describe,
+    .group_count = mg_group_count,
 };
 
 PERSISTOR_ADAPTER_EXPORT const persistor_adapter *persistor_adapter_entry(const persistor_host *host)

@@ -118,6 +118,15 @@ const mg_error_rule mg_error_rules[] = {
     {S, 17419, INV, INV, "the document is over 16 MiB"},
     {S, 17420, INV, INV, "the document is over 16 MiB"},
     {S, 16755, INV, INV, "invalid TTL or index value"},
+    /* group_count: a field path the server refuses (the adapter checks
+     * first), or more groups than one stage may hold in memory. */
+    {S, 15998, INV, INV, "FieldPath field names may not be empty"},
+    {S, 16410, INV, INV, "FieldPath field names may not start with '$'"},
+    {S, 292, INV, INV,
+     "QueryExceededMemoryLimitNoDiskUseAllowed: too many groups for the server's memory; "
+     "filter more narrowly"},
+    {S, 16945, INV, INV, "too many groups for the server's memory (before 4.4); filter more "
+                         "narrowly"},
     /* The server's codes: indexes that cannot be (re)built as asked. */
     {S, 11000, CFG, CFG, "DuplicateKey: the data already breaks a unique index"},
     {S, 67, CFG, CFG, "CannotCreateIndex"},

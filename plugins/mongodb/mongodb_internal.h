@@ -7,7 +7,7 @@
  *                         its collMod; the version_field of each ensured
  *                         collection, for upsert-if-newer
  *   mongodb_ops.c         write, get, exists, query and cursors, count,
- *                         stats
+ *                         stats, group_count
  *   mongodb_errors.c      libmongoc errors to persistor's classes: one
  *                         table, checked row by row by test_mongodb
  *
@@ -119,5 +119,8 @@ int32_t mg_count(persistor_instance *inst, const char *collection, const uint8_t
                  uint32_t filter_len, uint64_t *out, persistor_error *err);
 int32_t mg_stats(persistor_instance *inst, const char *collection,
                  persistor_collection_stats *out, persistor_error *err);
+int32_t mg_group_count(persistor_instance *inst, const char *collection, const uint8_t *filter,
+                       uint32_t filter_len, const char *field, persistor_buffer *out,
+                       persistor_error *err);
 
 #endif

@@ -625,3 +625,102 @@ int32_t mg_stats(persistor_instance *inst, const char *collection,
     bson_destroy(pipeline);
     return rc;
 }
+
+/* ---- group_count ------------------------------------------------------ */
+
+/* The field path rules of adapter.h, checked here so that a bad field is
+ * the same E_INVALID on every adapter and never reaches the server. */
+static int mg_field_path_ok(const char *field)
+{
+    if (field == NULL || field[0] == '\0')
+        return 0;
+    for (const char *c = field;; c += strcspn(c, ".") + 1) {
+        if (*c == '.' || *c == '\0' || *c == '$')
+            return 0;
+        if (c[strcspn(c, ".")] == '\0')
+            return 1;
+    }
+}
+
+/* One group of the server's answer, as adapter.h shapes it: {_id, total}
+ * with total an int64 ($sum answers an int32 while it fits). */
+static int mg_group_append(bson_t *groups, uint32_t i, const bson_t *doc)
+{
+    bson_iter_t id;
+    bson_t one;
+    char buf[16];
+    const char *key;
+    if (!bson_iter_init_find(&id, doc, "_id"))
+        return 0;
+    bson_uint32_to_string(i, &key, buf, sizeof buf);
+    if (!bson_append_document_begin(groups, key, -1, &one))
+        return 0;
+    int ok = bson_append_iter(&one, "_id", 3, &id) &&
+             BSON_APPEND_INT64(&one, "total", mg_reply_int(doc, "total"));
+    return bson_append_document_end(groups, &one) && ok;
+}
+
+/* Native: [{$match}, {$group: {_id: "$field", total: {$sum: 1}}}, then
+ * {$sort: {_id: 1}}].  $sort orders an array _id by its least element, so
+ * [1, 5] and [1, 3] tie there; _k = {v: _id} breaks the tie in MongoDB's
+ * order of whole values (a document field compares its arrays element by
+ * element), adapter.h's rule.  _k stays out of the answer. */
+int32_t mg_group_count(persistor_instance *inst, const char *collection, const uint8_t *filter,
+                       uint32_t filter_len, const char *field, persistor_buffer *out,
+                       persistor_error *err)
+{
+    const persistor_host *host = inst->host;
+    if (!mg_field_path_ok(field))
+        return host->error_set(err, PERSISTOR_E_INVALID,
+                               "mongodb group_count %s: group field '%s' is not a field path "
+                               "(empty, or a component empty or starting with '$')",
+                               collection, field ? field : "");
+    int32_t rc = mg_check_query(inst, filter, filter_len, NULL, 0, err);
+    if (rc != PERSISTOR_OK)
+        return rc;
+    bson_t f;
+    if (!mg_view(&f, filter, filter_len))
+        return host->error_set(err, PERSISTOR_E_INVALID, "mongodb group_count %s: bad BSON",
+                               collection);
+    char *path = bson_strdup_printf("$%s", field);
+    bson_t *pipeline = BCON_NEW(
+        "pipeline", "[",
+        "{", "$match", BCON_DOCUMENT(&f), "}",
+        "{", "$group", "{", "_id", BCON_UTF8(path), "total", "{", "$sum", BCON_INT32(1), "}",
+        "}", "}",
+        "{", "$addFields", "{", "_k", "{", "v", BCON_UTF8("$_id"), "}", "}", "}",
+        "{", "$sort", "{", "_id", BCON_INT32(1), "_k", BCON_INT32(1), "}", "}",
+        "]");
+    bson_t answer = BSON_INITIALIZER, groups;
+    BSON_APPEND_ARRAY_BEGIN(&answer, "groups", &groups);
+    const bson_t *doc;
+    const bson_t *reply = NULL;
+    bson_error_t berr;
+    mongoc_client_t *client = mg_client(inst);
+    mongoc_collection_t *coll = mg_collection(inst, client, collection);
+    mongoc_cursor_t *cur = mongoc_collection_aggregate(coll, MONGOC_QUERY_NONE, pipeline, NULL,
+                                                       NULL);
+    uint32_t n = 0;
+    int ok = 1;
+    while (ok && mongoc_cursor_next(cur, &doc))
+        ok = mg_group_append(&groups, n++, doc);
+    ok = bson_append_array_end(&answer, &groups) && ok;
+    if (!ok)
+        rc = host->error_set(err, PERSISTOR_E_NOMEM,
+                             "mongodb group_count %s by %s on %s: the answer is too large or a "
+                             "group has no _id",
+                             collection, field, inst->where);
+    else if (mongoc_cursor_error_document(cur, &berr, &reply))
+        rc = mg_error(inst, err, &berr, reply, MG_READ, "group_count", collection);
+    else if (host->buffer_set(out, bson_get_data(&answer), answer.len) != PERSISTOR_OK)
+        rc = host->error_set(err, PERSISTOR_E_NOMEM, "mongodb group_count %s: out of memory",
+                             collection);
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    mg_release(inst, client);
+    bson_destroy(&answer);
+    bson_destroy(pipeline);
+    bson_destroy(&f);
+    bson_free(path);
+    return rc;
+}

@@ -22,7 +22,9 @@
 
 #include "buffer.h"
 #include "error.h"
+#include "group.h"
 #include "host.h"
+#include "query.h"
 
 #define CONF_MAX_OPTIONS 64
 
@@ -481,4 +483,96 @@ char *conf_query_ids(conf_fixture *f, const char *collection, const char *filter
     if (sb)
         bson_destroy(sb);
     return ids;
+}
+
+/* ---- grouped counts ------------------------------------------------- */
+
+/* The host's answer when the adapter has no slot: group.c over a query. */
+static int32_t conf_group_by_query(conf_fixture *f, const char *collection, const bson_t *filter,
+                                   const char *field, persistor_buffer *out, persistor_error *err)
+{
+    persistor_query q = {.struct_size = sizeof q,
+                         .filter = filter ? bson_get_data(filter) : NULL,
+                         .filter_len = filter ? filter->len : 0};
+    persistor_cursor *cur = NULL;
+    group_counter *g = NULL;
+    const uint8_t *doc;
+    uint32_t len;
+    int32_t rc = group_counter_new(field, &g, err);
+    if (rc == PERSISTOR_OK)
+        rc = f->adapter->query(f->inst, collection, &q, &cur, err);
+    while (rc == PERSISTOR_OK &&
+           (rc = f->adapter->cursor_next(cur, &doc, &len, err)) == PERSISTOR_OK)
+        rc = group_counter_add(g, doc, len, err);
+    if (cur != NULL)
+        f->adapter->cursor_close(cur);
+    if (rc == PERSISTOR_ITER_END)
+        rc = group_counter_finish(g, out, err);
+    group_counter_free(g);
+    return rc;
+}
+
+int32_t conf_group_count(conf_fixture *f, const char *collection, const char *filter,
+                         const char *field, bson_t **out, persistor_error *err)
+{
+    bson_t *fb = filter ? conf_json(filter) : NULL;
+    persistor_buffer buf = {0};
+    int32_t rc;
+    *out = NULL;
+    if (f->adapter->group_count != NULL)
+        rc = f->adapter->group_count(f->inst, collection, fb ? bson_get_data(fb) : NULL,
+                                     fb ? fb->len : 0, field, &buf, err);
+    else
+        rc = conf_group_by_query(f, collection, fb, field, &buf, err);
+    if (rc == PERSISTOR_OK) {
+        *out = bson_new_from_data(buf.data, buf.len);
+        if (*out == NULL)
+            fail_msg("group_count of %s by %s: the answer (%u bytes) is not BSON", collection,
+                     field, buf.len);
+    }
+    buffer_free(&buf);
+    if (fb)
+        bson_destroy(fb);
+    return rc;
+}
+
+/* Every group is exactly {_id, total: int64}. */
+static void conf_check_group_shape(const bson_t *answer, const char *shown)
+{
+    bson_iter_t it, groups, one;
+    if (!bson_iter_init_find(&it, answer, "groups") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        bson_count_keys(answer) != 1 || !bson_iter_recurse(&it, &groups))
+        fail_msg("group_count answered %s, not {groups: [...]}", shown);
+    while (bson_iter_next(&groups)) {
+        if (!BSON_ITER_HOLDS_DOCUMENT(&groups) || !bson_iter_recurse(&groups, &one) ||
+            !bson_iter_next(&one) || strcmp(bson_iter_key(&one), "_id") != 0 ||
+            !bson_iter_next(&one) || strcmp(bson_iter_key(&one), "total") != 0 ||
+            !BSON_ITER_HOLDS_INT64(&one) || bson_iter_next(&one))
+            fail_msg("group_count answered %s: a group is not {_id, total: int64}", shown);
+    }
+}
+
+void conf_assert_groups(conf_fixture *f, const char *collection, const char *filter,
+                        const char *field, const char *want)
+{
+    persistor_error err = {0};
+    bson_t *got = NULL;
+    conf_expect(conf_group_count(f, collection, filter, field, &got, &err), PERSISTOR_OK, &err);
+    bson_t *expected = conf_json(want);
+    char *shown = bson_as_canonical_extended_json(got, NULL);
+    conf_check_group_shape(got, shown);
+    /* Compared as values, so 1, 1.0 and 1L are one answer. */
+    bson_t a = BSON_INITIALIZER, b = BSON_INITIALIZER;
+    bson_iter_t ia, ib;
+    BSON_APPEND_DOCUMENT(&a, "v", got);
+    BSON_APPEND_DOCUMENT(&b, "v", expected);
+    assert_true(bson_iter_init_find(&ia, &a, "v") && bson_iter_init_find(&ib, &b, "v"));
+    if (query_value_compare(&ia, &ib) != 0)
+        fail_msg("group_count of %s by '%s' (filter %s):\n  got  %s\n  want %s", collection,
+                 field, filter ? filter : "none", shown, want);
+    bson_free(shown);
+    bson_destroy(&a);
+    bson_destroy(&b);
+    bson_destroy(expected);
+    bson_destroy(got);
 }

@@ -92,6 +92,20 @@ char *conf_query_ids(conf_fixture *f, const char *collection, const char *filter
                      const char *sort, uint64_t skip, uint64_t limit, int sorted_set,
                      int32_t *rc, persistor_error *err);
 
+/* Grouped counts the way the host answers them: through the adapter's
+ * group_count slot when it has one, else core/group.c over a query on it
+ * (what router_group_count does).  `filter` is case JSON or NULL.  On OK,
+ * *out is the answer {groups: [...]} (caller destroys); otherwise *out is
+ * NULL and err says why. */
+int32_t conf_group_count(conf_fixture *f, const char *collection, const char *filter,
+                         const char *field, bson_t **out, persistor_error *err);
+/* Fail the case unless the grouped counts are `want` (case JSON, e.g.
+ * "{'groups': [{'_id': null, 'total': 2}]}"): the same groups in the same
+ * order with values equal in MongoDB's sense (1 == 1.0 == 1L), every group
+ * exactly {_id, total} with total an int64. */
+void conf_assert_groups(conf_fixture *f, const char *collection, const char *filter,
+                        const char *field, const char *want);
+
 /* The case lists. */
 extern const struct CMUnitTest conf_crud_tests[];
 extern const size_t conf_n_crud_tests;
@@ -99,6 +113,8 @@ extern const struct CMUnitTest conf_data_tests[];
 extern const size_t conf_n_data_tests;
 extern const struct CMUnitTest conf_version_tests[];
 extern const size_t conf_n_version_tests;
+extern const struct CMUnitTest conf_group_tests[];
+extern const size_t conf_n_group_tests;
 /* Table-driven query cases, expanded into one cmocka test per row. */
 size_t conf_query_tests(struct CMUnitTest **out);
 

@@ -25,8 +25,8 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc;
     size_t n_query = conf_query_tests(&query);
-    size_t n = conf_n_crud_tests + conf_n_data_tests + conf_n_version_tests + n_query +
-               conf_n_durable_tests;
+    size_t n = conf_n_crud_tests + conf_n_data_tests + conf_n_version_tests + conf_n_group_tests +
+               n_query + conf_n_durable_tests;
     struct CMUnitTest *all = calloc(n, sizeof *all);
     if (all == NULL || query == NULL) {
         fprintf(stderr, "persistor-conformance: out of memory\n");
@@ -36,7 +36,8 @@ int main(int argc, char **argv)
     memcpy(at, conf_crud_tests, conf_n_crud_tests * sizeof *all);
     memcpy(at += conf_n_crud_tests, conf_data_tests, conf_n_data_tests * sizeof *all);
     memcpy(at += conf_n_data_tests, conf_version_tests, conf_n_version_tests * sizeof *all);
-    memcpy(at += conf_n_version_tests, query, n_query * sizeof *all);
+    memcpy(at += conf_n_version_tests, conf_group_tests, conf_n_group_tests * sizeof *all);
+    memcpy(at += conf_n_group_tests, query, n_query * sizeof *all);
     memcpy(at += n_query, conf_durable_tests, conf_n_durable_tests * sizeof *all);
     if (filter != NULL)
         cmocka_set_test_filter(filter);

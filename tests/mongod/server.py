@@ -80,6 +80,7 @@ CODE_NAMES = {
     10107: "NotWritablePrimary", 10334: "BSONObjectTooLarge", 11000: "DuplicateKey",
     11600: "InterruptedAtShutdown", 11602: "InterruptedDueToReplStateChange",
     13435: "NotPrimaryNoSecondaryOk", 13436: "NotPrimaryOrSecondary",
+    15998: "Location15998", 16410: "Location16410",
 }
 
 # Never faulted by `errors`: what a driver sends to monitor and tidy up.
@@ -1022,6 +1023,124 @@ def _coll_stats(c, ns):
             "capped": False}
 
 
+# Aggregation stages written here, because mongomock's differ from MongoDB:
+# its "$a.b" over an array of documents is null where MongoDB gives the
+# array of each element's b, and its $sort is not MongoDB's order (see
+# README.md).  Only what the adapter sends: $group with a field path or a
+# constant _id and {$sum: <number>} accumulators, $addFields of field
+# paths and documents of them, $sort.  Anything else: NotNative, and the
+# whole rest of the pipeline goes to mongomock as before.
+
+class NotNative(Exception):
+    pass
+
+
+MISSING = object()
+
+
+def field_parts(path):
+    """The components of a field path ("a.b" of "$a.b"), refused as mongod
+    refuses them."""
+    parts = path.split(".")
+    for p in parts:
+        if not p:
+            raise CommandError(15998, "FieldPath field names may not be empty strings.")
+        if p.startswith("$"):
+            raise CommandError(16410, "FieldPath field names may not start with '$'. "
+                                      "Consider using $getField or $setField.")
+    return parts
+
+
+def agg_path(doc, parts):
+    """MongoDB's ExpressionFieldPath: documents by field name (a number is
+    a name, never an array index); an array before the last component maps
+    over its document elements, leaving out the others and the misses."""
+    if not isinstance(doc, dict) or parts[0] not in doc:
+        return MISSING
+    v = doc[parts[0]]
+    if len(parts) == 1:
+        return v
+    if isinstance(v, dict):
+        return agg_path(v, parts[1:])
+    if isinstance(v, list):
+        out = []
+        for e in v:
+            x = agg_path(e, parts[1:]) if isinstance(e, dict) else MISSING
+            if x is not MISSING:
+                out.append(x)
+        return out
+    return MISSING
+
+
+def agg_expr(doc, e):
+    if isinstance(e, str) and e.startswith("$"):
+        if e.startswith("$$"):
+            raise NotNative()
+        return agg_path(doc, field_parts(e[1:]))
+    if isinstance(e, dict):
+        if any(k.startswith("$") for k in e):
+            raise NotNative()
+        out = {}
+        for k, x in e.items():
+            v = agg_expr(doc, x)
+            if v is not MISSING:
+                out[k] = v
+        return out
+    if isinstance(e, list):
+        return [None if v is MISSING else v for v in (agg_expr(doc, x) for x in e)]
+    return e
+
+
+def agg_group(docs, spec):
+    """$group: values MongoDB holds equal (norm) are one group, whose _id
+    is the first value met; a missing _id groups as null."""
+    accs = {k: v for k, v in spec.items() if k != "_id"}
+    for a in accs.values():
+        if (not isinstance(a, dict) or list(a) != ["$sum"] or isinstance(a["$sum"], bool) or
+                not isinstance(a["$sum"], (int, float))):
+            raise NotNative()
+    groups = {}
+    for d in docs:
+        k = agg_expr(d, spec.get("_id"))
+        k = None if k is MISSING else k
+        g = groups.setdefault(norm(k), dict([("_id", k)] + [(a, 0) for a in accs]))
+        for a, acc in accs.items():
+            g[a] += acc["$sum"]
+    return list(groups.values())
+
+
+def agg_add_fields(docs, spec):
+    out = []
+    for d in docs:
+        d = dict(d)
+        for k, e in spec.items():
+            if "." in k or k.startswith("$"):
+                raise NotNative()
+            v = agg_expr(d, e)
+            if v is MISSING:
+                d.pop(k, None)
+            else:
+                d[k] = v
+        out.append(d)
+    return out
+
+
+def agg_native(stages, docs):
+    for st in stages:
+        if len(st) != 1:
+            raise NotNative()
+        op, arg = next(iter(st.items()))
+        if op == "$group" and isinstance(arg, dict):
+            docs = agg_group(docs, arg)
+        elif op == "$addFields" and isinstance(arg, dict):
+            docs = agg_add_fields(docs, arg)
+        elif op == "$sort" and isinstance(arg, dict):
+            docs = [e.doc for e in sort_entries([Entry(None, d) for d in docs], arg)]
+        else:
+            raise NotNative()
+    return docs
+
+
 def h_aggregate(s, cmd, rawcmd, db, conn_id):
     target = cmd["aggregate"]
     pipeline = cmd.get("pipeline")
@@ -1078,6 +1197,11 @@ def h_aggregate(s, cmd, rawcmd, db, conn_id):
     if len(stages) == 1 and "$count" in stages[0]:
         out = [encode({stages[0]["$count"]: len(entries)})] if entries else []
         return s.cursor_reply(ns, out, bs)
+    try:
+        out = agg_native(stages, [e.doc for e in entries])
+        return s.cursor_reply(ns, [encode(d) for d in out], bs)
+    except NotNative:
+        pass
     scratch = mongomock.MongoClient().db.agg
     if entries:
         scratch.insert_many([dict(e.doc) for e in entries])
