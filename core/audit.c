@@ -208,22 +208,6 @@ static void audit_copy_fields(const audit_record *rec, bson_t *doc, const char *
     }
 }
 
-/* SHA-256 hex over a domain tag, NUL-separated strings, then BSON bytes. */
-static void audit_hash(const char *domain, const char *const *parts, size_t n, const bson_t *tail,
-                       char out[PERSISTOR_HASH_HEX_LEN + 1])
-{
-    sha256_ctx ctx;
-    uint8_t digest[SHA256_DIGEST_SIZE];
-    sha256_init(&ctx);
-    sha256_update(&ctx, domain, strlen(domain) + 1);
-    for (size_t i = 0; i < n; i++)
-        sha256_update(&ctx, parts[i], strlen(parts[i]) + 1);
-    if (tail != NULL)
-        sha256_update(&ctx, bson_get_data(tail), tail->len);
-    sha256_final(&ctx, digest);
-    sha256_hex(digest, out);
-}
-
 /* ------------------------------------------------------------------ */
 /* The three records                                                  */
 
@@ -256,11 +240,13 @@ static int32_t audit_build_validation(const audit_record *rec, int64_t now, bson
                          rec->what);
     }
     char hash[PERSISTOR_HASH_HEX_LEN + 1], ts_text[32];
-    audit_hash("persistor-validation-result-v1", NULL, 0, &canon, hash);
+    static const char *const result_tag[] = {"persistor-validation-result-v1"};
+    sha256_hex_of(result_tag, 1, bson_get_data(&canon), canon.len, hash);
     bson_destroy(&canon);
     snprintf(ts_text, sizeof ts_text, "%" PRId64, ts);
-    const char *parts[] = {plan, workflow != NULL ? workflow : "", ts_text, hash};
-    audit_hash("persistor-validation-v1", parts, 4, NULL, id);
+    const char *const parts[] = {"persistor-validation-v1", plan,
+                                 workflow != NULL ? workflow : "", ts_text, hash};
+    sha256_hex_of(parts, 5, NULL, 0, id);
 
     static const char *const rewritten[] = {"_id", "hash", "plan_id", "workflow_id", "timestamp"};
     BSON_APPEND_UTF8(doc, "_id", id);
@@ -324,6 +310,7 @@ static int32_t audit_build_incident(const audit_record *rec, int64_t now, bson_t
 {
     static const char *const set_by_us[] = {"_id"};
     static const char *const severities[] = {"LOW", "MEDIUM", "HIGH", "CRITICAL"};
+    static const char *const incident_tag[] = {"persistor-incident-v1"};
     const char *workflow, *type, *severity;
     int64_t ts;
     int32_t rc = audit_refuse(rec, set_by_us, 1, err);
@@ -353,7 +340,7 @@ static int32_t audit_build_incident(const audit_record *rec, int64_t now, bson_t
     audit_copy_fields(rec, &body, rewritten, 5);
     bool ok = bson_canon(&body, &canon);
     if (ok)
-        audit_hash("persistor-incident-v1", NULL, 0, &canon, id);
+        sha256_hex_of(incident_tag, 1, bson_get_data(&canon), canon.len, id);
     BSON_APPEND_UTF8(doc, "_id", id);
     bson_concat(doc, &body);
     bson_destroy(&body);

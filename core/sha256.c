@@ -144,3 +144,17 @@ void sha256_hex(const uint8_t digest[SHA256_DIGEST_SIZE], char out[SHA256_HEX_SI
     }
     out[2 * SHA256_DIGEST_SIZE] = '\0';
 }
+
+void sha256_hex_of(const char *const *strings, size_t n, const void *tail, size_t tail_len,
+                   char out[SHA256_HEX_SIZE])
+{
+    sha256_ctx ctx;
+    uint8_t digest[SHA256_DIGEST_SIZE];
+    sha256_init(&ctx);
+    for (size_t i = 0; i < n; i++)
+        sha256_update(&ctx, strings[i], strlen(strings[i]) + 1);
+    if (tail_len > 0)
+        sha256_update(&ctx, tail, tail_len);
+    sha256_final(&ctx, digest);
+    sha256_hex(digest, out);
+}

@@ -38,4 +38,10 @@ void sha256_final(sha256_ctx *ctx, uint8_t out[SHA256_DIGEST_SIZE]);
 /* Lower-case hex of a digest, NUL-terminated. */
 void sha256_hex(const uint8_t digest[SHA256_DIGEST_SIZE], char out[SHA256_HEX_SIZE]);
 
+/* The hex digest of an id's input as persistor builds them: each of the
+ * `n` strings with its NUL (a separator no string contains; the first is
+ * a domain tag such as "persistor-snapshot-v1"), then `tail_len` bytes. */
+void sha256_hex_of(const char *const *strings, size_t n, const void *tail, size_t tail_len,
+                   char out[SHA256_HEX_SIZE]);
+
 #endif

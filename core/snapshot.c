@@ -122,19 +122,10 @@ static int32_t snapshot_check_reserved(const bson_t *content, const char *xc_id,
 static void snapshot_hash(const char *tenant, const char *xc_id, int64_t ts,
                           const bson_t *content, char out[PERSISTOR_HASH_HEX_LEN + 1])
 {
-    static const char domain[] = "persistor-snapshot-v1";
     char ts_text[32];
-    uint8_t digest[32];
-    sha256_ctx ctx;
-    int n = snprintf(ts_text, sizeof ts_text, "%lld", (long long)ts);
-    sha256_init(&ctx);
-    sha256_update(&ctx, domain, sizeof domain); /* NUL included: a separator */
-    sha256_update(&ctx, tenant, strlen(tenant) + 1);
-    sha256_update(&ctx, xc_id, strlen(xc_id) + 1);
-    sha256_update(&ctx, ts_text, (size_t)n + 1);
-    sha256_update(&ctx, bson_get_data(content), content->len);
-    sha256_final(&ctx, digest);
-    sha256_hex(digest, out);
+    snprintf(ts_text, sizeof ts_text, "%lld", (long long)ts);
+    const char *const parts[] = {"persistor-snapshot-v1", tenant, xc_id, ts_text};
+    sha256_hex_of(parts, 4, bson_get_data(content), content->len, out);
 }
 
 /* Build the stored document of one input into `doc` and its id. */
