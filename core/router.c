@@ -342,7 +342,7 @@ int32_t router_open(const profile *prof, const persistor_collection_spec *specs,
      * nothing, and nothing reaches the primary out of order. */
     if (atomic_load(&r->adapters[0].ready)) {
         for (size_t i = 1; i < r->n_adapters; i++)
-            if (atomic_load(&r->adapters[i].ready) && router_journal_pending(r, &r->adapters[i]) > 0) {
+            if (atomic_load(&r->adapters[i].ready) && router_journal_pending(&r->adapters[i]) > 0) {
                 breaker_trip(&r->adapters[0].breaker, &r->prof->retry, "journal to replay");
                 router_recover_primary(r);
                 break;
@@ -420,7 +420,7 @@ static void router_probe(router *r, router_adapter *a)
     }
     /* A fallback that was down while the primary recovered may still hold
      * a journal: replay it now that it can be read. */
-    if (breaker_get(&r->adapters[0].breaker) == BREAKER_CLOSED && router_journal_pending(r, a) > 0) {
+    if (breaker_get(&r->adapters[0].breaker) == BREAKER_CLOSED && router_journal_pending(a) > 0) {
         breaker_trip(&r->adapters[0].breaker, &r->prof->retry, "journal to replay");
         router_recover_primary(r);
     }
@@ -508,7 +508,7 @@ static void router_adapter_health(router *r, router_adapter *a, persistor_adapte
         h->status = PERSISTOR_E_UNAVAILABLE;
         log_redact(reason, h->message, sizeof h->message);
         if (a->index > 0)
-            h->journal_pending = router_journal_pending(r, a);
+            h->journal_pending = router_journal_pending(a);
         return;
     }
     struct timespec start;
@@ -524,7 +524,7 @@ static void router_adapter_health(router *r, router_adapter *a, persistor_adapte
     if (h->status == PERSISTOR_OK && a->api->describe != NULL)
         router_describe(a, h);
     if (a->index > 0)
-        h->journal_pending = router_journal_pending(r, a);
+        h->journal_pending = router_journal_pending(a);
 }
 
 int32_t router_health(router *r, persistor_health *out, persistor_error *err)

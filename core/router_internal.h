@@ -83,6 +83,17 @@ typedef int32_t (*router_attempt_fn)(router_adapter *a, void *ctx, persistor_err
 int32_t router_attempt(router *r, router_adapter *a, const char *operation, bool idempotent,
                        router_attempt_fn fn, void *ctx, persistor_error *err);
 
+/* count (stats NULL) or stats of one collection: the adapter's slot, or
+ * a scan of a query on that adapter.  A router_attempt_fn. */
+typedef struct router_count_ctx {
+    const char *collection;
+    const uint8_t *filter;
+    uint32_t filter_len;
+    uint64_t *out;
+    persistor_collection_stats *stats;
+} router_count_ctx;
+int32_t router_count_attempt(router_adapter *a, void *ctx, persistor_error *err);
+
 /* Open `a`'s breaker after `rc` (logs adapter_failover once, wakes the
  * recovery thread). */
 void router_trip(router *r, router_adapter *a, int32_t rc, const persistor_error *err);
@@ -92,9 +103,10 @@ void router_trip(router *r, router_adapter *a, int32_t rc, const persistor_error
  * open again).  Serialised by replay_lock. */
 bool router_recover_primary(router *r);
 
-/* Replay one fallback's journal into the primary.  `exclusive`: the
- * caller holds route_lock exclusively already.  On an error the primary's
- * code is returned and what was replayed stays replayed. */
+/* Replay one fallback's journal into the primary, at most `budget`
+ * entries.  `exclusive`: the caller holds route_lock exclusively already.
+ * On an error the primary's code is returned and what was replayed stays
+ * replayed. */
 typedef struct replay_counts {
     uint64_t replayed;   /* entries applied (or found already applied) */
     uint64_t duplicates; /* inserts the primary had already */
@@ -102,13 +114,13 @@ typedef struct replay_counts {
     uint64_t skipped;    /* entries this profile cannot replay (logged) */
 } replay_counts;
 int32_t router_replay_drain(router *r, router_adapter *fallback, bool exclusive,
-                            replay_counts *counts, persistor_error *err);
+                            uint64_t budget, replay_counts *counts, persistor_error *err);
 
 /* Append journal entries for `ops` to fallback `a` (with retries). */
 int32_t router_journal_append(router *r, router_adapter *a, const char *collection,
                               const persistor_write_op *ops, uint32_t n, persistor_error *err);
 
 /* Entries in `a`'s journal (0 when it has none, or cannot be read). */
-uint64_t router_journal_pending(router *r, router_adapter *a);
+uint64_t router_journal_pending(router_adapter *a);
 
 #endif

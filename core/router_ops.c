@@ -183,43 +183,58 @@ void router_cursor_close(router_cursor *c)
     free(c);
 }
 
-typedef struct router_count_ctx {
-    const char *collection;
-    const uint8_t *filter;
-    uint32_t filter_len;
-    uint64_t *out;
-    persistor_collection_stats *stats;
-} router_count_ctx;
+/* Drain a query for `filter` on `a` (its lock held by the caller),
+ * handing each document to `visit`: how the core emulates a slot an
+ * adapter leaves NULL.  OK once every document was visited. */
+typedef int32_t (*router_visit_fn)(void *ctx, const uint8_t *doc, uint32_t len,
+                                   persistor_error *err);
 
-/* count and stats: the adapter's slot, or a scan of a query on the same
- * adapter.  Chosen per attempt: a call that fails over may land on an
- * adapter without the slot. */
-static int32_t router_count_attempt(router_adapter *a, void *ctx, persistor_error *err)
+static int32_t router_adapter_scan(router_adapter *a, const char *collection,
+                                   const uint8_t *filter, uint32_t filter_len,
+                                   router_visit_fn visit, void *ctx, persistor_error *err)
+{
+    persistor_query q = {.struct_size = sizeof q, .filter = filter, .filter_len = filter_len};
+    persistor_cursor *cursor = NULL;
+    const uint8_t *doc;
+    uint32_t len;
+    int32_t rc = a->api->query(a->inst, collection, &q, &cursor, err);
+    while (rc == PERSISTOR_OK && (rc = a->api->cursor_next(cursor, &doc, &len, err)) == PERSISTOR_OK)
+        rc = visit(ctx, doc, len, err);
+    if (cursor != NULL)
+        a->api->cursor_close(cursor);
+    return rc == PERSISTOR_ITER_END ? PERSISTOR_OK : rc;
+}
+
+static int32_t router_tally(void *ctx, const uint8_t *doc, uint32_t len, persistor_error *err)
+{
+    (void)doc;
+    (void)err;
+    persistor_collection_stats *st = ctx;
+    st->item_count++;
+    st->total_size += len;
+    return PERSISTOR_OK;
+}
+
+/* count and stats: the adapter's slot, or a scan on the same adapter.
+ * Chosen per attempt: a call that fails over may land on an adapter
+ * without the slot. */
+int32_t router_count_attempt(router_adapter *a, void *ctx, persistor_error *err)
 {
     router_count_ctx *c = ctx;
     if (c->stats != NULL && a->api->stats != NULL)
         return a->api->stats(a->inst, c->collection, c->stats, err);
     if (c->stats == NULL && a->api->count != NULL)
         return a->api->count(a->inst, c->collection, c->filter, c->filter_len, c->out, err);
-    persistor_query q = {.struct_size = sizeof q, .filter = c->filter, .filter_len = c->filter_len};
-    persistor_cursor *cursor = NULL;
-    const uint8_t *doc;
-    uint32_t len;
-    uint64_t items = 0, bytes = 0;
-    int32_t rc = a->api->query(a->inst, c->collection, &q, &cursor, err);
-    while (rc == PERSISTOR_OK && (rc = a->api->cursor_next(cursor, &doc, &len, err)) == PERSISTOR_OK) {
-        items++;
-        bytes += len;
-    }
-    if (cursor != NULL)
-        a->api->cursor_close(cursor);
-    if (rc != PERSISTOR_ITER_END)
+    persistor_collection_stats st = {.struct_size = sizeof st};
+    int32_t rc = router_adapter_scan(a, c->collection, c->filter, c->filter_len, router_tally,
+                                     &st, err);
+    if (rc != PERSISTOR_OK)
         return rc;
     if (c->stats != NULL) {
-        c->stats->item_count = items;
-        c->stats->total_size = bytes;
+        c->stats->item_count = st.item_count;
+        c->stats->total_size = st.total_size;
     } else {
-        *c->out = items;
+        *c->out = st.item_count;
     }
     return PERSISTOR_OK;
 }
@@ -253,7 +268,13 @@ typedef struct router_group_ctx {
     persistor_buffer *out;
 } router_group_ctx;
 
-/* The adapter's slot, or group.c over a query on the same adapter.  The
+static int32_t router_group_visit(void *ctx, const uint8_t *doc, uint32_t len,
+                                  persistor_error *err)
+{
+    return group_counter_add(ctx, doc, len, err);
+}
+
+/* The adapter's slot, or group.c over a scan of the same adapter.  The
  * choice is made per attempt, not once up front: a call that fails over
  * from MongoDB (native) lands on a fallback without the slot. */
 static int32_t router_group_attempt(router_adapter *a, void *ctx, persistor_error *err)
@@ -262,20 +283,12 @@ static int32_t router_group_attempt(router_adapter *a, void *ctx, persistor_erro
     if (a->api->group_count != NULL)
         return a->api->group_count(a->inst, c->collection, c->filter, c->filter_len, c->field,
                                    c->out, err);
-    persistor_query q = {.struct_size = sizeof q, .filter = c->filter, .filter_len = c->filter_len};
-    persistor_cursor *cursor = NULL;
     group_counter *g = NULL;
-    const uint8_t *doc;
-    uint32_t len;
     int32_t rc = group_counter_new(c->field, &g, err);
     if (rc == PERSISTOR_OK)
-        rc = a->api->query(a->inst, c->collection, &q, &cursor, err);
-    while (rc == PERSISTOR_OK &&
-           (rc = a->api->cursor_next(cursor, &doc, &len, err)) == PERSISTOR_OK)
-        rc = group_counter_add(g, doc, len, err);
-    if (cursor != NULL)
-        a->api->cursor_close(cursor);
-    if (rc == PERSISTOR_ITER_END)
+        rc = router_adapter_scan(a, c->collection, c->filter, c->filter_len, router_group_visit,
+                                 g, err);
+    if (rc == PERSISTOR_OK)
         rc = group_counter_finish(g, c->out, err);
     group_counter_free(g);
     return rc;
@@ -304,27 +317,54 @@ typedef struct router_write_ctx {
     const persistor_write_op *ops;
     uint32_t n;
     int32_t *results;
-    persistor_write_op *todo; /* scratch: ops still to send */
+    /* Scratch for a partial batch, allocated on first need: a first
+     * attempt sends ops and results as they are. */
+    persistor_write_op *todo;
     int32_t *todo_results;
     uint32_t *todo_index;
 } router_write_ctx;
 
+/* The ops still without an answer, *m of them: w->ops itself when that is
+ * all of them, else a compacted copy in the scratch.  NULL on NOMEM. */
+static const persistor_write_op *router_write_pending(router_write_ctx *w, uint32_t *m)
+{
+    *m = 0;
+    for (uint32_t i = 0; i < w->n; i++)
+        *m += w->results[i] < 0;
+    if (*m == w->n)
+        return w->ops;
+    if (w->todo == NULL) {
+        w->todo = malloc(w->n * sizeof *w->todo);
+        w->todo_results = malloc(w->n * sizeof *w->todo_results);
+        w->todo_index = malloc(w->n * sizeof *w->todo_index);
+        if (w->todo == NULL || w->todo_results == NULL || w->todo_index == NULL)
+            return NULL;
+    }
+    for (uint32_t i = 0, j = 0; i < w->n; i++)
+        if (w->results[i] < 0) {
+            w->todo[j] = w->ops[i];
+            w->todo_index[j++] = i;
+        }
+    return w->todo;
+}
+
 static int32_t router_write_attempt(router_adapter *a, void *ctx, persistor_error *err)
 {
     router_write_ctx *w = ctx;
-    uint32_t m = 0;
-    for (uint32_t i = 0; i < w->n; i++)
-        if (w->results[i] < 0) {
-            w->todo[m] = w->ops[i];
-            w->todo_index[m++] = i;
-        }
+    uint32_t m;
+    const persistor_write_op *ops = router_write_pending(w, &m);
+    if (ops == NULL)
+        return error_set(err, PERSISTOR_E_NOMEM, "out of memory writing to %s", w->collection);
     if (m == 0)
         return PERSISTOR_OK;
-    int32_t rc = a->api->write(a->inst, w->collection, w->todo, m, w->todo_results, err);
-    for (uint32_t j = 0; j < m; j++)
-        w->results[w->todo_index[j]] = rc == PERSISTOR_OK || w->todo_results[j] >= 0
-                                           ? w->todo_results[j]
-                                           : rc;
+    bool whole = ops == w->ops;
+    int32_t *answers = whole ? w->results : w->todo_results;
+    int32_t rc = a->api->write(a->inst, w->collection, ops, m, answers, err);
+    /* An op without an answer keeps the batch's code. */
+    for (uint32_t j = 0; j < m; j++) {
+        int32_t answer = rc == PERSISTOR_OK || answers[j] >= 0 ? answers[j] : rc;
+        w->results[whole ? j : w->todo_index[j]] = answer;
+    }
     return rc;
 }
 
@@ -339,11 +379,11 @@ static int32_t router_write_primary(router *r, router_adapter *a, router_write_c
 static int32_t router_write_fallback(router *r, router_adapter *a, router_write_ctx *w,
                                      persistor_error *err)
 {
-    uint32_t m = 0;
-    for (uint32_t i = 0; i < w->n; i++)
-        if (w->results[i] < 0)
-            w->todo[m++] = w->ops[i];
-    int32_t rc = router_journal_append(r, a, w->collection, w->todo, m, err);
+    uint32_t m;
+    const persistor_write_op *ops = router_write_pending(w, &m);
+    if (ops == NULL)
+        return error_set(err, PERSISTOR_E_NOMEM, "out of memory writing to %s", w->collection);
+    int32_t rc = router_journal_append(r, a, w->collection, ops, m, err);
     if (rc != PERSISTOR_OK)
         return rc;
     rc = router_attempt(r, a, "write", true, router_write_attempt, w, err);
@@ -397,17 +437,9 @@ int32_t router_write(router *r, const char *collection, const persistor_write_op
                      uint32_t n, int32_t *results, persistor_error *err)
 {
     router_write_ctx w = {collection, ops, n, results, NULL, NULL, NULL};
-    w.todo = malloc((n ? n : 1) * sizeof *w.todo);
-    w.todo_results = malloc((n ? n : 1) * sizeof *w.todo_results);
-    w.todo_index = malloc((n ? n : 1) * sizeof *w.todo_index);
-    int32_t rc;
-    if (w.todo == NULL || w.todo_results == NULL || w.todo_index == NULL) {
-        rc = error_set(err, PERSISTOR_E_NOMEM, "out of memory writing to %s", collection);
-    } else {
-        for (uint32_t i = 0; i < n; i++)
-            results[i] = PERSISTOR_E_RETRY;
-        rc = router_write_chain(r, &w, err);
-    }
+    for (uint32_t i = 0; i < n; i++)
+        results[i] = PERSISTOR_E_RETRY;
+    int32_t rc = router_write_chain(r, &w, err);
     free(w.todo);
     free(w.todo_results);
     free(w.todo_index);

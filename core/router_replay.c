@@ -88,39 +88,17 @@ int32_t router_journal_append(router *r, router_adapter *a, const char *collecti
     return rc;
 }
 
-typedef struct journal_count_ctx {
-    uint64_t n;
-} journal_count_ctx;
-
-static int32_t router_journal_count(router_adapter *a, void *ctx, persistor_error *err)
+uint64_t router_journal_pending(router_adapter *a)
 {
-    journal_count_ctx *c = ctx;
-    if (a->api->count != NULL)
-        return a->api->count(a->inst, JOURNAL_COLLECTION, NULL, 0, &c->n, err);
-    persistor_query q = {.struct_size = sizeof q};
-    persistor_cursor *cursor = NULL;
-    int32_t rc = a->api->query(a->inst, JOURNAL_COLLECTION, &q, &cursor, err);
-    const uint8_t *doc;
-    uint32_t len;
-    c->n = 0;
-    while (rc == PERSISTOR_OK && (rc = a->api->cursor_next(cursor, &doc, &len, err)) == PERSISTOR_OK)
-        c->n++;
-    if (cursor != NULL)
-        a->api->cursor_close(cursor);
-    return rc == PERSISTOR_ITER_END ? PERSISTOR_OK : rc;
-}
-
-uint64_t router_journal_pending(router *r, router_adapter *a)
-{
-    (void)r;
     if (a->index == 0 || !atomic_load(&a->ready))
         return 0;
-    journal_count_ctx c = {0};
+    uint64_t n = 0;
+    router_count_ctx c = {JOURNAL_COLLECTION, NULL, 0, &n, NULL};
     persistor_error err = {0};
     router_adapter_lock(a);
-    int32_t rc = router_journal_count(a, &c, &err);
+    int32_t rc = router_count_attempt(a, &c, &err);
     router_adapter_unlock(a);
-    return rc == PERSISTOR_OK ? c.n : 0;
+    return rc == PERSISTOR_OK ? n : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -268,7 +246,7 @@ static int32_t replay_forget(router *r, router_adapter *fallback, const journal_
 }
 
 int32_t router_replay_drain(router *r, router_adapter *fallback, bool exclusive,
-                            replay_counts *counts, persistor_error *err)
+                            uint64_t budget, replay_counts *counts, persistor_error *err)
 {
     replay_batch *batch = calloc(1, sizeof *batch);
     journal_entry *entries = calloc(REPLAY_BATCH, sizeof *entries);
@@ -277,10 +255,6 @@ int32_t router_replay_drain(router *r, router_adapter *fallback, bool exclusive,
                      : error_set(err, PERSISTOR_E_NOMEM, "out of memory replaying the journal");
     char after[JOURNAL_SEQ_MAX] = "";
     uint64_t seen = 0;
-    /* Without the lock, writers may keep the journal growing as fast as
-     * it drains: stop after what was there at the start, and let the
-     * exclusive pass take the rest. */
-    uint64_t budget = exclusive ? UINT64_MAX : router_journal_pending(r, fallback);
     while (rc == PERSISTOR_OK && seen < budget) {
         replay_read_ctx rc_ctx = {batch, after};
         /* A writer journals, then applies its copy (route_lock shared).
@@ -346,14 +320,19 @@ static int64_t replay_clock_us(void)
 }
 
 /* Drain every ready fallback; false (primary tripped again) on failure. */
-static bool replay_all(router *r, bool exclusive, replay_counts *counts)
+/* budgets[i]: entries to replay from fallback i, or NULL for all of them
+ * (the caller holds route_lock exclusively). */
+static bool replay_all(router *r, const uint64_t *budgets, replay_counts *counts)
 {
     for (size_t i = 1; i < r->n_adapters; i++) {
         router_adapter *f = &r->adapters[i];
         if (!atomic_load(&f->ready) || breaker_get(&f->breaker) != BREAKER_CLOSED)
             continue;
+        if (budgets != NULL && budgets[i] == 0)
+            continue;
         persistor_error err = {0};
-        int32_t rc = router_replay_drain(r, f, exclusive, counts, &err);
+        int32_t rc = router_replay_drain(r, f, budgets == NULL,
+                                         budgets != NULL ? budgets[i] : UINT64_MAX, counts, &err);
         if (rc == PERSISTOR_OK)
             continue;
         log_line line;
@@ -380,9 +359,12 @@ bool router_recover_primary(router *r)
     router_adapter *primary = &r->adapters[0];
     pthread_mutex_lock(&r->replay_lock);
     breaker_set_recovering(&primary->breaker);
-    uint64_t pending = 0;
-    for (size_t i = 1; i < r->n_adapters; i++)
-        pending += router_journal_pending(r, &r->adapters[i]);
+    /* Without the lock, writers may keep a journal growing as fast as it
+     * drains: the first pass replays what each held at the start, and the
+     * exclusive pass takes the rest. */
+    uint64_t *budgets = calloc(r->n_adapters, sizeof *budgets), pending = 0;
+    for (size_t i = 1; budgets != NULL && i < r->n_adapters; i++)
+        pending += budgets[i] = router_journal_pending(&r->adapters[i]);
     log_line line;
     if (pending > 0 && log_begin(&line, PERSISTOR_LOG_WARN, "replay_started")) {
         log_str(&line, "to", primary->label);
@@ -391,13 +373,15 @@ bool router_recover_primary(router *r)
     }
     replay_counts counts = {0};
     int64_t start = replay_clock_us();
-    bool ok = replay_all(r, false, &counts);
+    bool ok = budgets != NULL && replay_all(r, budgets, &counts);
+    if (budgets == NULL)
+        breaker_probe_failed(&primary->breaker, &r->prof->retry, "out of memory replaying");
     if (ok) {
         /* Writers into a fallback hold route_lock shared: once we hold it
          * exclusively none is halfway, and a last drain takes what they
          * wrote before the primary serves again. */
         pthread_rwlock_wrlock(&r->route_lock);
-        ok = replay_all(r, true, &counts);
+        ok = replay_all(r, NULL, &counts);
         int64_t outage = ok ? breaker_close(&primary->breaker) : 0;
         pthread_rwlock_unlock(&r->route_lock);
         if (ok && log_begin(&line, PERSISTOR_LOG_WARN, "adapter_recovered")) {
@@ -419,6 +403,7 @@ bool router_recover_primary(router *r)
         log_double(&line, "per_second", seconds > 0 ? (double)counts.replayed / seconds : 0);
         log_end(&line);
     }
+    free(budgets);
     pthread_mutex_unlock(&r->replay_lock);
     return ok;
 }
