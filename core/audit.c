@@ -4,22 +4,20 @@
  * seed's indexes on the fields the documents really have, real dates, and
  * ids that make a retried save store one record.
  *
- * The telemetry buffer has its own file.  This file must not know which
- * adapter answers.
+ * The telemetry buffer has its own file, and reading, checking and storing
+ * a caller's record is record.c's.  This file must not know which adapter
+ * answers.
  */
 #include <bson/bson.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "bson_canon.h"
-#include "bson_check.h"
 #include "error.h"
-#include "json.h"
-#include "log.h"
 #include "persistor_internal.h"
+#include "record.h"
 #include "sha256.h"
 
 /* ------------------------------------------------------------------ */
@@ -97,142 +95,30 @@ size_t audit_collection_specs(const profile *prof, persistor_collection_spec *sp
 }
 
 /* ------------------------------------------------------------------ */
-/* Checking a record                                                  */
-
-typedef struct audit_record {
-    const audit_collection *coll;
-    const char *what; /* "validation_audit record (result.json)" */
-    bson_t in;        /* the caller's fields */
-} audit_record;
-
-static int32_t audit_parse(const persistor_record_input *in, audit_record *rec, bson_t *owned,
-                           persistor_error *err)
-{
-    if (in == NULL || in->struct_size < sizeof *in)
-        return error_set(err, PERSISTOR_E_INVALID,
-                         "persistor_record_input.struct_size must be set to its sizeof");
-    if (in->bson != NULL) {
-        if (!bson_init_static(&rec->in, in->bson, in->bson_len))
-            return error_set(err, PERSISTOR_E_INVALID, "%s: not a valid BSON document", rec->what);
-        return bson_check_document(&rec->in, rec->what, err);
-    }
-    if (in->json == NULL)
-        return error_set(err, PERSISTOR_E_INVALID, "%s: no record given", rec->what);
-    int32_t rc = json_to_bson(in->json, strlen(in->json),
-                              in->json_source != NULL ? in->json_source : "record", owned, err);
-    if (rc == PERSISTOR_OK && !bson_init_static(&rec->in, bson_get_data(owned), owned->len))
-        rc = error_set(err, PERSISTOR_E_INVALID, "%s: not a document", rec->what);
-    return rc;
-}
-
-/* A field's iterator, or false when absent (or null). */
-static bool audit_find(const audit_record *rec, const char *field, bson_iter_t *it)
-{
-    return bson_iter_init_find(it, &rec->in, field) && !BSON_ITER_HOLDS_NULL(it);
-}
-
-static int32_t audit_string(const audit_record *rec, const char *field, bool required,
-                            const char **out, persistor_error *err)
-{
-    bson_iter_t it;
-    *out = NULL;
-    if (!audit_find(rec, field, &it))
-        return required ? error_set(err, PERSISTOR_E_INVALID, "%s: \"%s\" is required", rec->what,
-                                    field)
-                        : PERSISTOR_OK;
-    uint32_t len;
-    const char *s = BSON_ITER_HOLDS_UTF8(&it) ? bson_iter_utf8(&it, &len) : NULL;
-    if (s == NULL || len == 0 || len > PERSISTOR_ID_MAX)
-        return error_set(err, PERSISTOR_E_INVALID,
-                         "%s: \"%s\" must be a non-empty string of at most %d bytes", rec->what,
-                         field, PERSISTOR_ID_MAX);
-    *out = s;
-    return PERSISTOR_OK;
-}
-
-static int32_t audit_document(const audit_record *rec, const char *field, bool required,
-                              persistor_error *err)
-{
-    bson_iter_t it;
-    if (!audit_find(rec, field, &it))
-        return required ? error_set(err, PERSISTOR_E_INVALID,
-                                    "%s: \"%s\" is required (an object)", rec->what, field)
-                        : PERSISTOR_OK;
-    if (!BSON_ITER_HOLDS_DOCUMENT(&it))
-        return error_set(err, PERSISTOR_E_INVALID, "%s: \"%s\" must be an object", rec->what,
-                         field);
-    return PERSISTOR_OK;
-}
-
-/* A date field, or now when absent.  Strings are refused: the seed's
- * string timestamps sort wrong and never expire. */
-static int32_t audit_date(const audit_record *rec, const char *field, int64_t now, int64_t *out,
-                          persistor_error *err)
-{
-    bson_iter_t it;
-    *out = now;
-    if (!audit_find(rec, field, &it))
-        return PERSISTOR_OK;
-    if (!BSON_ITER_HOLDS_DATE_TIME(&it))
-        return error_set(err, PERSISTOR_E_INVALID,
-                         "%s: \"%s\" must be a date, e.g. {\"$date\": \"2026-11-22T10:00:00Z\"}",
-                         rec->what, field);
-    *out = bson_iter_date_time(&it);
-    return PERSISTOR_OK;
-}
-
-static int32_t audit_refuse(const audit_record *rec, const char *const *fields, size_t n,
-                            persistor_error *err)
-{
-    bson_iter_t it;
-    for (size_t i = 0; i < n; i++)
-        if (bson_iter_init_find(&it, &rec->in, fields[i]))
-            return error_set(err, PERSISTOR_E_INVALID,
-                             "%s: \"%s\" is set by persistor; leave it out", rec->what, fields[i]);
-    return PERSISTOR_OK;
-}
-
-/* Copy the caller's fields except the ones persistor writes itself. */
-static void audit_copy_fields(const audit_record *rec, bson_t *doc, const char *const *skip,
-                              size_t n_skip)
-{
-    bson_iter_t it;
-    if (!bson_iter_init(&it, &rec->in))
-        return;
-    while (bson_iter_next(&it)) {
-        bool skipped = false;
-        for (size_t i = 0; i < n_skip && !skipped; i++)
-            skipped = strcmp(bson_iter_key(&it), skip[i]) == 0;
-        if (!skipped)
-            bson_append_iter(doc, bson_iter_key(&it), -1, &it);
-    }
-}
-
-/* ------------------------------------------------------------------ */
 /* The three records                                                  */
 
-static int32_t audit_build_validation(const audit_record *rec, int64_t now, bson_t *doc, char *id,
+static int32_t audit_build_validation(const record *rec, int64_t now, bson_t *doc, char *id,
                                       persistor_error *err)
 {
     static const char *const set_by_us[] = {"_id", "hash"};
     const char *plan, *workflow;
     int64_t ts;
-    int32_t rc = audit_refuse(rec, set_by_us, 2, err);
+    int32_t rc = record_refuse(rec, set_by_us, 2, err);
     if (rc == PERSISTOR_OK)
-        rc = audit_string(rec, "plan_id", true, &plan, err);
+        rc = record_string(rec, "plan_id", true, &plan, err);
     if (rc == PERSISTOR_OK)
-        rc = audit_string(rec, "workflow_id", false, &workflow, err);
+        rc = record_string(rec, "workflow_id", false, &workflow, err);
     if (rc == PERSISTOR_OK)
-        rc = audit_document(rec, "validation_result", true, err);
+        rc = record_document(rec, "validation_result", true, err);
     if (rc == PERSISTOR_OK)
-        rc = audit_date(rec, "timestamp", now, &ts, err);
+        rc = record_date(rec, "timestamp", now, &ts, err);
     if (rc != PERSISTOR_OK)
         return rc;
     bson_iter_t it;
     bson_t result, canon = BSON_INITIALIZER;
     const uint8_t *data;
     uint32_t len;
-    audit_find(rec, "validation_result", &it);
+    record_find(rec, "validation_result", &it);
     bson_iter_document(&it, &len, &data);
     if (!bson_init_static(&result, data, len) || !bson_canon(&result, &canon)) {
         bson_destroy(&canon);
@@ -257,7 +143,7 @@ static int32_t audit_build_validation(const audit_record *rec, int64_t now, bson
         BSON_APPEND_NULL(doc, "workflow_id");
     BSON_APPEND_DATE_TIME(doc, "timestamp", ts);
     BSON_APPEND_UTF8(doc, "hash", hash);
-    audit_copy_fields(rec, doc, rewritten, 5);
+    record_copy_fields(rec, doc, rewritten, 5);
     return PERSISTOR_OK;
 }
 
@@ -273,26 +159,26 @@ static int64_t audit_version_ms(int64_t now)
     return next;
 }
 
-static int32_t audit_build_result(const audit_record *rec, int64_t now, bson_t *doc, char *id,
+static int32_t audit_build_result(const record *rec, int64_t now, bson_t *doc, char *id,
                                   persistor_error *err)
 {
     static const char *const set_by_us[] = {"_id", "updated_at"};
     static const char *const documents[] = {"metrics", "tickets_summary", "sla_status"};
     const char *workflow, *status, *plan, *intent;
     int64_t at;
-    int32_t rc = audit_refuse(rec, set_by_us, 2, err);
+    int32_t rc = record_refuse(rec, set_by_us, 2, err);
     if (rc == PERSISTOR_OK)
-        rc = audit_string(rec, "workflow_id", true, &workflow, err);
+        rc = record_string(rec, "workflow_id", true, &workflow, err);
     if (rc == PERSISTOR_OK)
-        rc = audit_string(rec, "status", true, &status, err);
+        rc = record_string(rec, "status", true, &status, err);
     if (rc == PERSISTOR_OK)
-        rc = audit_string(rec, "plan_id", false, &plan, err);
+        rc = record_string(rec, "plan_id", false, &plan, err);
     if (rc == PERSISTOR_OK)
-        rc = audit_string(rec, "intent_id", false, &intent, err);
+        rc = record_string(rec, "intent_id", false, &intent, err);
     for (size_t i = 0; rc == PERSISTOR_OK && i < 3; i++)
-        rc = audit_document(rec, documents[i], false, err);
+        rc = record_document(rec, documents[i], false, err);
     if (rc == PERSISTOR_OK)
-        rc = audit_date(rec, "consolidated_at", now, &at, err);
+        rc = record_date(rec, "consolidated_at", now, &at, err);
     if (rc != PERSISTOR_OK)
         return rc;
     snprintf(id, PERSISTOR_ID_MAX + 1, "%s", workflow);
@@ -301,11 +187,11 @@ static int32_t audit_build_result(const audit_record *rec, int64_t now, bson_t *
     BSON_APPEND_UTF8(doc, "workflow_id", workflow);
     BSON_APPEND_DATE_TIME(doc, "consolidated_at", at);
     BSON_APPEND_DATE_TIME(doc, "updated_at", audit_version_ms(now));
-    audit_copy_fields(rec, doc, rewritten, 4);
+    record_copy_fields(rec, doc, rewritten, 4);
     return PERSISTOR_OK;
 }
 
-static int32_t audit_build_incident(const audit_record *rec, int64_t now, bson_t *doc, char *id,
+static int32_t audit_build_incident(const record *rec, int64_t now, bson_t *doc, char *id,
                                     persistor_error *err)
 {
     static const char *const set_by_us[] = {"_id"};
@@ -313,15 +199,15 @@ static int32_t audit_build_incident(const audit_record *rec, int64_t now, bson_t
     static const char *const incident_tag[] = {"persistor-incident-v1"};
     const char *workflow, *type, *severity;
     int64_t ts;
-    int32_t rc = audit_refuse(rec, set_by_us, 1, err);
+    int32_t rc = record_refuse(rec, set_by_us, 1, err);
     if (rc == PERSISTOR_OK)
-        rc = audit_string(rec, "workflow_id", true, &workflow, err);
+        rc = record_string(rec, "workflow_id", true, &workflow, err);
     if (rc == PERSISTOR_OK)
-        rc = audit_string(rec, "type", true, &type, err);
+        rc = record_string(rec, "type", true, &type, err);
     if (rc == PERSISTOR_OK)
-        rc = audit_string(rec, "severity", true, &severity, err);
+        rc = record_string(rec, "severity", true, &severity, err);
     if (rc == PERSISTOR_OK)
-        rc = audit_date(rec, "timestamp", now, &ts, err);
+        rc = record_date(rec, "timestamp", now, &ts, err);
     if (rc != PERSISTOR_OK)
         return rc;
     bool known = false;
@@ -337,7 +223,7 @@ static int32_t audit_build_incident(const audit_record *rec, int64_t now, bson_t
     BSON_APPEND_UTF8(&body, "type", type);
     BSON_APPEND_UTF8(&body, "severity", severity);
     BSON_APPEND_DATE_TIME(&body, "timestamp", ts);
-    audit_copy_fields(rec, &body, rewritten, 5);
+    record_copy_fields(rec, &body, rewritten, 5);
     bool ok = bson_canon(&body, &canon);
     if (ok)
         sha256_hex_of(incident_tag, 1, bson_get_data(&canon), canon.len, id);
@@ -352,64 +238,39 @@ static int32_t audit_build_incident(const audit_record *rec, int64_t now, bson_t
 /* ------------------------------------------------------------------ */
 /* Saving                                                             */
 
-static void audit_log_saved(const audit_record *rec, const char *id, int32_t result)
-{
-    char event[64];
-    snprintf(event, sizeof event, "%s_saved", rec->coll->event);
-    log_line line;
-    if (!log_begin(&line, PERSISTOR_LOG_INFO, event))
-        return;
-    log_str(&line, "id", id);
-    static const char *const fields[] = {"plan_id", "workflow_id", "status", "type", "severity"};
-    bson_iter_t it;
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-        if (bson_iter_init_find(&it, &rec->in, fields[i]) && BSON_ITER_HOLDS_UTF8(&it))
-            log_str(&line, fields[i], bson_iter_utf8(&it, NULL));
-    log_bool(&line, "existed", result == PERSISTOR_EXISTS);
-    log_end(&line);
-}
-
 int32_t persistor_audit_save(persistor *p, persistor_audit_kind kind,
                              const persistor_record_input *in, char id_out[PERSISTOR_ID_MAX + 1],
                              persistor_error *err)
 {
-    size_t index = (size_t)kind - 1;
+    static const char *const logged[] = {"plan_id", "workflow_id", "status", "type", "severity"};
     if (kind < PERSISTOR_AUDIT_VALIDATION || kind > PERSISTOR_AUDIT_INCIDENT)
         return error_set(err, PERSISTOR_E_INVALID, "unknown audit record kind %d", (int)kind);
-    audit_record rec = {.coll = &audit_collections[index]};
+    const audit_collection *coll = &audit_collections[(size_t)kind - 1];
     char what[PERSISTOR_ID_MAX + 64];
-    snprintf(what, sizeof what, "%s record%s%s%s", profile_collection_key(rec.coll->kind),
-             in != NULL && in->bson == NULL && in->json_source ? " (" : "",
-             in != NULL && in->bson == NULL && in->json_source ? in->json_source : "",
-             in != NULL && in->bson == NULL && in->json_source ? ")" : "");
-    rec.what = what;
+    record_describe(what, sizeof what, profile_collection_key(coll->kind), in);
+    record rec = {.what = what};
     bson_t owned = BSON_INITIALIZER, *doc = bson_new();
     char id[PERSISTOR_ID_MAX + 1] = "";
-    int32_t rc = audit_parse(in, &rec, &owned, err);
+    int32_t rc = record_parse(in, &rec, &owned, err);
     int64_t now = router_now_ms(p->router);
     if (rc == PERSISTOR_OK)
         rc = kind == PERSISTOR_AUDIT_VALIDATION ? audit_build_validation(&rec, now, doc, id, err)
              : kind == PERSISTOR_AUDIT_WORKFLOW_RESULT
                  ? audit_build_result(&rec, now, doc, id, err)
                  : audit_build_incident(&rec, now, doc, id, err);
-    if (rc == PERSISTOR_OK && doc->len > PERSISTOR_MAX_DOCUMENT_BYTES)
-        rc = error_set(err, PERSISTOR_E_INVALID, "%s %s is %u bytes; the limit is %d (16 MiB)",
-                       what, id, doc->len, PERSISTOR_MAX_DOCUMENT_BYTES);
-    int32_t result = rc;
-    if (rc == PERSISTOR_OK) {
-        persistor_write_op op = {kind == PERSISTOR_AUDIT_WORKFLOW_RESULT
-                                     ? PERSISTOR_WRITE_UPSERT
-                                     : PERSISTOR_WRITE_INSERT_IF_ABSENT,
-                                 doc->len, id, bson_get_data(doc)};
-        rc = router_write(p->router, persistor_collection_name(p, rec.coll->kind), &op, 1,
-                          &result, err);
-        rc = persistor_on_failure(p, rec.coll->kind, rec.coll->event, &op, &result, 1, rc, err);
-        if (rc == PERSISTOR_OK && result != PERSISTOR_NOT_STORED)
-            audit_log_saved(&rec, id, result);
+    if (rc == PERSISTOR_OK)
+        rc = record_store(p, coll->kind, coll->event,
+                          kind == PERSISTOR_AUDIT_WORKFLOW_RESULT ? PERSISTOR_WRITE_UPSERT
+                                                                  : PERSISTOR_WRITE_INSERT_IF_ABSENT,
+                          doc, id, what, err);
+    if (rc == PERSISTOR_OK || rc == PERSISTOR_EXISTS) {
+        char event[64];
+        snprintf(event, sizeof event, "%s_saved", coll->event);
+        record_log_saved(&rec, event, id, logged, sizeof logged / sizeof logged[0], rc);
     }
     if (id_out != NULL)
         snprintf(id_out, PERSISTOR_ID_MAX + 1, "%s", id);
     bson_destroy(doc);
     bson_destroy(&owned);
-    return rc != PERSISTOR_OK ? rc : result;
+    return rc;
 }

@@ -96,6 +96,7 @@ int32_t persistor_open(const persistor_open_options *opts, persistor **out, pers
         goto fail;
     p->n_specs = snapshot_collection_specs(p->prof, p->specs);
     p->n_specs += audit_collection_specs(p->prof, p->specs + p->n_specs);
+    p->n_specs += telemetry_collection_specs(p->prof, p->specs + p->n_specs);
     rc = router_open(p->prof, p->specs, p->n_specs, p->clock_ms, p->clock_ctx, &p->router, err);
     if (rc != PERSISTOR_OK)
         goto fail;
@@ -136,6 +137,26 @@ const char *persistor_config_path(const persistor *p)
 const char *persistor_collection_name(const persistor *p, profile_collection_kind kind)
 {
     return p->prof->collections[kind].name;
+}
+
+int32_t persistor_collection_lookup(const persistor *p, const char *name,
+                                    profile_collection_kind *kind, persistor_error *err)
+{
+    for (int k = 0; name != NULL && k < PROFILE_COLL_COUNT; k++) {
+        if (strcmp(name, profile_collection_key((profile_collection_kind)k)) == 0 ||
+            strcmp(name, p->prof->collections[k].name) == 0) {
+            *kind = (profile_collection_kind)k;
+            return PERSISTOR_OK;
+        }
+    }
+    char known[512];
+    size_t o = 0;
+    for (int k = 0; k < PROFILE_COLL_COUNT && o < sizeof known; k++)
+        o += (size_t)snprintf(known + o, sizeof known - o, "%s%s", k ? ", " : "",
+                              p->prof->collections[k].name);
+    return error_set(err, PERSISTOR_E_INVALID,
+                     "unknown collection '%s' in profile '%s' (%s has: %s)",
+                     name != NULL ? name : "(null)", p->prof->name, p->prof->file, known);
 }
 
 static char *persistor_chain_text(const profile *prof)

@@ -43,6 +43,16 @@ int32_t persistor_on_failure(const persistor *p, profile_collection_kind kind, c
  * returns how many. */
 size_t audit_collection_specs(const profile *prof, persistor_collection_spec *specs);
 
+/* The spec of telemetry_buffer (indexes, TTL, version field), named and
+ * timed from the profile, into specs[]; returns how many (1). */
+size_t telemetry_collection_specs(const profile *prof, persistor_collection_spec *specs);
+
+/* The profile's collection called `name`, by its key ("incidents") or by
+ * the name the profile gives it: OK with *kind, or E_INVALID listing the
+ * collections there are. */
+int32_t persistor_collection_lookup(const persistor *p, const char *name,
+                                    profile_collection_kind *kind, persistor_error *err);
+
 /* The collection specs (indexes, TTL) of the snapshot domain, named and
  * timed from the profile, into specs[]; returns how many. */
 size_t snapshot_collection_specs(const profile *prof, persistor_collection_spec *specs);

@@ -45,11 +45,36 @@ int cli_take_value(int argc, char **argv, int *i, const char *name, const char *
  * most `limit` bytes; caller frees.  Prints the error and returns NULL. */
 char *cli_read_input(const char *path, size_t limit);
 
+/* --limit N (`option` names it in the message): digits only, 0 meaning no
+ * limit.  CLI_EXIT_OK with *out, or a usage message and its exit code. */
+int cli_parse_limit(const char *option, const char *text, uint64_t *out);
+
+/* Print every record of `it` as one line of relaxed Extended JSON on
+ * stdout, after a degraded warning on stderr when a fallback answers.  The
+ * iterator stays the caller's to free.  Returns an exit code. */
+int cli_print_records(persistor_record_iter *it);
+
+/* Print each group as the line {"_id": <value>, "total": N}, after a
+ * degraded warning when a fallback answered.  Returns an exit code. */
+int cli_print_groups(const persistor_group_list *list);
+
+/* Save one record of `what` ("incidents record") read as a JSON object
+ * from `file` ("-": stdin) with `save`, and print its id.  NOT_STORED
+ * (fail_open, nothing took it) exits 3 pointing at `failed_event`'s log
+ * line; EXISTS is success (the record was already stored). */
+typedef int32_t (*cli_save_fn)(persistor *p, const void *ctx, const persistor_record_input *in,
+                               char id[PERSISTOR_ID_MAX + 1], persistor_error *err);
+int cli_save_record(const cli_globals *g, const char *file, const char *what,
+                    const char *failed_event, cli_save_fn save, const void *ctx);
+
 int cmd_profiles(const cli_globals *g, int argc, char **argv);
 int cmd_health(const cli_globals *g, int argc, char **argv);
 int cmd_stats(const cli_globals *g, int argc, char **argv);
 int cmd_snapshot(const cli_globals *g, int argc, char **argv);
 int cmd_audit(const cli_globals *g, int argc, char **argv);
+int cmd_query(const cli_globals *g, int argc, char **argv);
+int cmd_count(const cli_globals *g, int argc, char **argv);
+int cmd_telemetry(const cli_globals *g, int argc, char **argv);
 int cmd_demo(const cli_globals *g, int argc, char **argv);
 int cmd_bench(const cli_globals *g, int argc, char **argv);
 

@@ -38,6 +38,34 @@ static const char cli_help[] =
     "  snapshot rm HASH              delete one snapshot\n"
     "  audit validation|result|incident [FILE|-]\n"
     "                                save an audit record (JSON object); prints its id\n"
+    "  audit by-validity             validations per validation_result.valid (JSON lines)\n"
+    "  audit history PLAN_ID [--limit N]\n"
+    "                                a plan's validations, newest first\n"
+    "  audit status STATUS [--limit N]\n"
+    "                                workflow results with STATUS, newest first\n"
+    "  audit sla-violations [--limit N]\n"
+    "                                workflow results with SLA violations, most first\n"
+    "  audit critical [--limit N]    CRITICAL incidents, newest first (default 20)\n"
+    "  audit by-type                 incidents per type (JSON lines)\n"
+    "  query COLLECTION [--filter JSON] [--sort FIELD[:asc|:desc]] [--limit N]\n"
+    "                                print matching records (JSON lines); ties by _id,\n"
+    "                                --limit 0 for all\n"
+    "  count COLLECTION [--filter JSON] [--group-by FIELD]\n"
+    "                                count matching records, or print one\n"
+    "                                {\"_id\": VALUE, \"total\": N} line per value of FIELD\n"
+    "  telemetry buffer [FILE|-]     buffer a telemetry record (JSON object); prints its id\n"
+    "  telemetry claim [--limit N] [--lease SECONDS] [--max-retries N]\n"
+    "                                lease up to N records (default 100, 60 s, 5) and\n"
+    "                                print them (JSON lines)\n"
+    "  telemetry ack ID...           remove delivered records; prints how many\n"
+    "  telemetry release ID...       end leases now, for the next claim; prints how many\n"
+    "  telemetry dead [--limit N]    dead letters, oldest first (JSON lines)\n"
+    "  telemetry requeue ID...|--all put dead letters back; prints how many\n"
+    "  telemetry retried [--limit N] records claimed at least once (JSON lines)\n"
+    "  telemetry drain --exec CMD [--batch N] [--lease SECONDS] [--max-retries N]\n"
+    "                                pipe claimed batches into `/bin/sh -c CMD` as JSON\n"
+    "                                lines; ack a batch when CMD exits 0, else release it\n"
+    "                                and stop (exit 3).  CMD must finish within the lease\n"
     "  demo                          play an agent kernel checkpointing and restoring\n"
     "  bench [--adapters memory,sqlite,lmdb] [--contexts N] [--per-context N]\n"
     "        [--single N] [--repeat N] [--absent PCT] [--dir DIR] [--seed S] [--json]\n"
@@ -173,12 +201,49 @@ char *cli_read_input(const char *path, size_t limit)
     return text;
 }
 
+/* MongoDB's document limit, plus room for JSON's verbosity. */
+#define CLI_RECORD_INPUT_LIMIT (64u * 1024 * 1024)
+
+int cli_save_record(const cli_globals *g, const char *file, const char *what,
+                    const char *failed_event, cli_save_fn save, const void *ctx)
+{
+    char *text = cli_read_input(file, CLI_RECORD_INPUT_LIMIT);
+    if (text == NULL)
+        return CLI_EXIT_USAGE;
+    persistor *p;
+    int code = cli_open(g, &p);
+    if (code != CLI_EXIT_OK) {
+        free(text);
+        return code;
+    }
+    persistor_record_input in = {.struct_size = sizeof in,
+                                 .json = text,
+                                 .json_source = strcmp(file, "-") == 0 ? "stdin" : file};
+    char id[PERSISTOR_ID_MAX + 1] = "";
+    persistor_error err = {0};
+    int32_t rc = save(p, ctx, &in, id, &err);
+    persistor_close(p);
+    free(text);
+    if (rc == PERSISTOR_NOT_STORED) {
+        fprintf(stderr,
+                "persistor: %s %s was not stored: no adapter could take it and the collection "
+                "is fail_open (see the %s log line)\n",
+                what, id, failed_event);
+        return CLI_EXIT_STORAGE;
+    }
+    if (rc != PERSISTOR_OK && rc != PERSISTOR_EXISTS)
+        return cli_fail(rc, &err);
+    puts(id);
+    return CLI_EXIT_OK;
+}
+
 static const struct {
     const char *name;
     int (*run)(const cli_globals *g, int argc, char **argv);
 } cli_commands[] = {
     {"profiles", cmd_profiles}, {"health", cmd_health}, {"stats", cmd_stats},
-    {"snapshot", cmd_snapshot}, {"audit", cmd_audit}, {"demo", cmd_demo}, {"bench", cmd_bench},
+    {"snapshot", cmd_snapshot}, {"audit", cmd_audit}, {"query", cmd_query}, {"count", cmd_count},
+    {"telemetry", cmd_telemetry}, {"demo", cmd_demo}, {"bench", cmd_bench},
 };
 
 int main(int argc, char **argv)

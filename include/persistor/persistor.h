@@ -314,6 +314,217 @@ PERSISTOR_API int32_t persistor_audit_save(persistor *p, persistor_audit_kind ki
                                            persistor_error *err);
 
 /* ------------------------------------------------------------------------
+ * Queries on any of the profile's collections, and the seed's own
+ * (docs/AUDIT.md shows each beside its MongoDB shell form)
+ * --------------------------------------------------------------------- */
+
+/**
+ * What to find.  The filter is MongoDB's query language (the subset of
+ * adapter.h: equality, $eq $ne $gt $gte $lt $lte $in $nin $exists, $and
+ * $or, dotted paths), as BSON or as JSON text when filter_bson is NULL;
+ * neither: every record.
+ */
+typedef struct persistor_find_options {
+    uint32_t struct_size; /* sizeof(persistor_find_options) */
+    const uint8_t *filter_bson;
+    uint32_t filter_bson_len;
+    const char *filter_json;
+    /** A field path to sort on ("timestamp", "sla_status.violations_count"),
+     *  or NULL: no order (adapters give their own).  Ties go by _id, ascending. */
+    const char *sort_field;
+    int32_t sort_descending; /* non-zero: greatest first */
+    uint64_t limit;          /* 0: no limit */
+} persistor_find_options;
+
+/** An iterator over found records. */
+typedef struct persistor_record_iter persistor_record_iter;
+
+/**
+ * Find the records of `collection` matching `opts` (NULL: all).
+ * `collection` is a collection of the profile, by its key ("incidents") or
+ * by the name the profile gives it.  On OK, *out is an iterator to free with
+ * persistor_record_iter_free.  Errors: E_INVALID (unknown collection, bad
+ * filter JSON with line and column, unsupported operator), storage errors.
+ */
+PERSISTOR_API int32_t persistor_find(persistor *p, const char *collection,
+                                     const persistor_find_options *opts,
+                                     persistor_record_iter **out, persistor_error *err);
+
+/** The next record: OK with *bson borrowed until the next call, ITER_END at
+ *  the end (and after), or a storage error. */
+PERSISTOR_API int32_t persistor_record_iter_next(persistor_record_iter *it, const uint8_t **bson,
+                                                 uint32_t *bson_len, persistor_error *err);
+/** Non-zero when a fallback answers (see persistor_snapshot.degraded). */
+PERSISTOR_API int persistor_record_iter_degraded(const persistor_record_iter *it);
+PERSISTOR_API void persistor_record_iter_free(persistor_record_iter *it);
+
+/** A BSON record as one line of relaxed Extended JSON; free with persistor_free. */
+PERSISTOR_API char *persistor_record_to_json(const uint8_t *bson, uint32_t bson_len);
+
+/** How many records of `collection` match opts' filter (sort and limit
+ *  are ignored); *degraded (may be NULL) as for reads. */
+PERSISTOR_API int32_t persistor_count(persistor *p, const char *collection,
+                                      const persistor_find_options *opts, uint64_t *out,
+                                      int32_t *degraded, persistor_error *err);
+
+/** One group of a grouped count.  `key_json` is the group's value as
+ *  relaxed Extended JSON ("true", "\"timeout\"", "null" for records
+ *  without the field). */
+typedef struct persistor_group {
+    char *key_json;
+    uint8_t *key_bson; /* the document {_id: value}, for typed access */
+    uint32_t key_bson_len;
+    uint64_t total;
+} persistor_group;
+
+typedef struct persistor_group_list {
+    persistor_group *items; /* ordered by value, in MongoDB's sort order */
+    size_t count;
+    int32_t degraded;       /* non-zero when a fallback answered */
+} persistor_group_list;
+PERSISTOR_API void persistor_group_list_free(persistor_group_list *list);
+
+/**
+ * Count the records matching opts' filter per value of the field path
+ * `field`: MongoDB's aggregate([{$match}, {$group: {_id: "$field", total:
+ * {$sum: 1}}}, {$sort: {_id: 1}}]).  Native on adapters that group (MongoDB),
+ * computed by persistor elsewhere, with the same answer.
+ */
+PERSISTOR_API int32_t persistor_count_by(persistor *p, const char *collection,
+                                         const persistor_find_options *opts, const char *field,
+                                         persistor_group_list *out, persistor_error *err);
+
+/* The seed's operator queries.  `limit` 0 means no limit; records that
+ * tie on the sort field come by _id, ascending, on every adapter. */
+
+/** Validations grouped by `validation_result.valid`. */
+PERSISTOR_API int32_t persistor_audit_validations_by_validity(persistor *p,
+                                                              persistor_group_list *out,
+                                                              persistor_error *err);
+/** A plan's validations, newest `timestamp` first. */
+PERSISTOR_API int32_t persistor_audit_validation_history(persistor *p, const char *plan_id,
+                                                         uint64_t limit,
+                                                         persistor_record_iter **out,
+                                                         persistor_error *err);
+/** Workflow results with `status`, most recently consolidated first. */
+PERSISTOR_API int32_t persistor_audit_workflows_by_status(persistor *p, const char *status,
+                                                          uint64_t limit,
+                                                          persistor_record_iter **out,
+                                                          persistor_error *err);
+/** Workflow results with `sla_status.violations_count > 0`, most violations first. */
+PERSISTOR_API int32_t persistor_audit_sla_violations(persistor *p, uint64_t limit,
+                                                     persistor_record_iter **out,
+                                                     persistor_error *err);
+/** CRITICAL incidents, newest first; the seed shows limit 20. */
+PERSISTOR_API int32_t persistor_audit_critical_incidents(persistor *p, uint64_t limit,
+                                                         persistor_record_iter **out,
+                                                         persistor_error *err);
+/** Incidents grouped by `type`. */
+PERSISTOR_API int32_t persistor_audit_incidents_by_type(persistor *p, persistor_group_list *out,
+                                                        persistor_error *err);
+/** Buffered telemetry that has been claimed at least once (`retry_count > 0`),
+ *  dead letters included, oldest `buffered_at` first. */
+PERSISTOR_API int32_t persistor_telemetry_retried(persistor *p, uint64_t limit,
+                                                  persistor_record_iter **out,
+                                                  persistor_error *err);
+
+/* ------------------------------------------------------------------------
+ * The telemetry buffer: telemetry kept while Kafka or the observability
+ * stack is down, and redelivered later (at least once)
+ * --------------------------------------------------------------------- */
+
+/**
+ * Buffer one telemetry record: {correlation: {workflow_id, plan_id?,
+ * intent_id?}, metrics: {...}, source: string, timestamp?: date}, plus any
+ * fields of the caller's own.  persistor adds `_id` (SHA-256 hex of the
+ * record's canonical form, its timestamp included: a retried buffer stores
+ * it once, and a record buffered again without a timestamp a moment later
+ * is another one), `buffered_at` (now), `retry_count` (int32 0), `state`
+ * "pending", `lease_until` (the epoch: claimable) and `version` (int64 1);
+ * giving one of these is E_INVALID.  Returns OK, EXISTS, NOT_STORED
+ * (fail_open: `telemetry_buffer_persist_failed` was logged), E_INVALID
+ * naming the field, or a storage error under fail_closed.  id_out (may be
+ * NULL) receives the id.  Logs telemetry_buffered.
+ */
+PERSISTOR_API int32_t persistor_telemetry_buffer(persistor *p, const persistor_record_input *in,
+                                                 char id_out[PERSISTOR_ID_MAX + 1],
+                                                 persistor_error *err);
+
+typedef struct persistor_claim_options {
+    uint32_t struct_size;  /* sizeof(persistor_claim_options) */
+    uint32_t max_records;  /* 0: 100 */
+    uint32_t lease_ms;     /* 0: 60000 */
+    /** A record claimed this many times and still not acknowledged moves
+     *  to the dead-letter state instead of being claimed again.  0: 5. */
+    uint32_t max_retries;
+} persistor_claim_options;
+
+/** Records, each as its id and its stored BSON; free with persistor_record_list_free. */
+typedef struct persistor_record {
+    char *id;
+    uint8_t *bson;
+    uint32_t bson_len;
+} persistor_record;
+
+typedef struct persistor_record_list {
+    persistor_record *items;
+    size_t count;
+    int32_t degraded; /* non-zero when a fallback answered */
+    /** claim only: records that reached max_retries and went dead in this call. */
+    size_t dead_lettered;
+} persistor_record_list;
+PERSISTOR_API void persistor_record_list_free(persistor_record_list *list);
+
+/**
+ * Claim up to max_records pending records whose lease has ended, oldest
+ * `buffered_at` first (then by _id), for redelivery.  Each claimed record gets
+ * `retry_count` + 1, `lease_until` = now + lease_ms and `version` + 1: no
+ * other claimer sees it until the lease ends.  A record already claimed
+ * max_retries times goes to the dead-letter state instead (counted in
+ * out->dead_lettered, not returned).  Claims are compare-and-set on
+ * `version`, so two processes never both claim one record within a lease;
+ * records lost to another claimer are skipped and the claim looks again
+ * (a few times at most).  *out holds the stored documents after the claim.
+ * Acknowledge what was delivered (persistor_telemetry_ack), release what
+ * was not.
+ *
+ * Delivery is at least once: a record delivered and acknowledged while a
+ * slower claimer still held the copy it read is written back by that
+ * claimer (its compare-and-set finds nothing stored, so it inserts) and
+ * delivered again; so is a record whose lease ended before its ack.
+ * Returns OK with *out (possibly empty; free with persistor_record_list_free),
+ * or an error with *out empty: records the call had leased by then are
+ * claimable again when their lease ends.
+ */
+PERSISTOR_API int32_t persistor_telemetry_claim(persistor *p, const persistor_claim_options *opts,
+                                                persistor_record_list *out,
+                                                persistor_error *err);
+
+/** Delivered: remove these records.  *done (may be NULL) gets how many
+ *  were removed; ids not buffered are skipped (an ack is idempotent). */
+PERSISTOR_API int32_t persistor_telemetry_ack(persistor *p, const char *const *ids, size_t n,
+                                              uint64_t *done, persistor_error *err);
+
+/** Not delivered: end these records' leases now, so the next claim takes
+ *  them (their retry_count stays).  Records not leased (never claimed,
+ *  released already, lease over, dead) and unknown ids are skipped.
+ *  *done (may be NULL) gets how many were released.  Ids are checked first
+ *  (non-empty, at most PERSISTOR_ID_MAX bytes): E_INVALID changes nothing. */
+PERSISTOR_API int32_t persistor_telemetry_release(persistor *p, const char *const *ids, size_t n,
+                                                  uint64_t *done, persistor_error *err);
+
+/** The dead-letter records, oldest `buffered_at` first; limit 0: all. */
+PERSISTOR_API int32_t persistor_telemetry_dead(persistor *p, uint64_t limit,
+                                               persistor_record_list *out,
+                                               persistor_error *err);
+
+/** Put dead-letter records back: state pending, retry_count 0, claimable
+ *  now.  ids NULL: every dead record (n is ignored); ids that are not dead
+ *  letters are skipped.  *done (may be NULL) gets how many. */
+PERSISTOR_API int32_t persistor_telemetry_requeue(persistor *p, const char *const *ids, size_t n,
+                                                  uint64_t *done, persistor_error *err);
+
+/* ------------------------------------------------------------------------
  * Stats and health
  * --------------------------------------------------------------------- */
 

@@ -22,64 +22,33 @@
 #include "sha256.h"
 #include "unit_env.h"
 
-typedef struct fixture {
-    char dir[64];
-    char config[128];
-    char control[128];
-    int64_t now;
-    persistor *p;
-} fixture;
-
-static int64_t fixture_clock(void *ctx)
-{
-    return ((fixture *)ctx)->now;
-}
+typedef unit_store fixture;
 
 static int setup(void **state)
 {
-    fixture *f = calloc(1, sizeof *f);
-    unit_env_plugins();
-    setenv("PERSISTOR_LOG_LEVEL", "info", 1);
-    log_reload_level();
-    unit_env_tmpdir(f->dir, sizeof f->dir, "audit");
-    snprintf(f->config, sizeof f->config, "%s/profiles.yaml", f->dir);
-    snprintf(f->control, sizeof f->control, "%s/control", f->dir);
-    FILE *out = fopen(f->config, "w");
-    assert_non_null(out);
-    fprintf(out,
-            "profiles:\n"
-            "  unit:\n"
-            "    adapters:\n"
-            "      - type: memory\n"
-            "  down:\n"
-            "    adapters:\n"
-            "      - type: fault\n"
-            "        path: %s\n"
-            "        inner: %s/memory.so\n"
-            "        control: %s\n"
-            "    retry: {max_attempts: 1, initial_interval_ms: 1, backoff_coefficient: 1.0,"
-            " max_interval_ms: 1}\n"
-            "    collections:\n"
-            "      incidents: {on_failure: fail_closed}\n",
-            AUDIT_FAULT_SO, getenv("PERSISTOR_PLUGIN_DIR"), f->control);
-    fclose(out);
-    f->now = 1763800000000; /* 2025-11-22T08:26:40Z */
-    persistor_open_options opts = {.struct_size = sizeof opts, .config_path = f->config,
-                                   .profile = "unit", .clock_ms = fixture_clock, .clock_ctx = f};
-    persistor_error err = {0};
-    if (persistor_open(&opts, &f->p, &err) != PERSISTOR_OK)
-        fail_msg("open: %s", err.message);
-    *state = f;
+    *state = unit_store_new("audit", "info", "unit",
+                            "profiles:\n"
+                            "  unit:\n"
+                            "    adapters:\n"
+                            "      - type: memory\n"
+                            "  down:\n"
+                            "    adapters:\n"
+                            "      - type: fault\n"
+                            "        path: %s\n"
+                            "        inner: {plugins}/memory.so\n"
+                            "        control: {dir}/control\n"
+                            "    retry: {max_attempts: 1, initial_interval_ms: 1,"
+                            " backoff_coefficient: 1.0, max_interval_ms: 1}\n"
+                            "    collections:\n"
+                            "      incidents: {on_failure: fail_closed}\n",
+                            AUDIT_FAULT_SO);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fixture *f = *state;
-    persistor_close(f->p);
-    unit_env_remove(f->dir);
+    unit_store_free(*state);
     log_set_fd(-1);
-    free(f);
     return 0;
 }
 
@@ -317,12 +286,8 @@ static void test_audit_fails_open_by_default_and_says_so(void **state)
     fault_control *c = fault_control_open(f->control);
     assert_non_null(c);
     fault_inject(c, FAULT_OP_ALL & ~FAULT_OP_OPEN, PERSISTOR_E_UNAVAILABLE, -1, 0);
-    persistor *down;
-    persistor_open_options opts = {.struct_size = sizeof opts, .config_path = f->config,
-                                   .profile = "down"};
+    persistor *down = unit_store_open(f, "down");
     persistor_error err = {0};
-    if (persistor_open(&opts, &down, &err) != PERSISTOR_OK)
-        fail_msg("open: %s", err.message);
     char logs[] = "/tmp/persistor-audit-log-XXXXXX";
     int fd = mkstemp(logs);
     assert_true(fd >= 0);

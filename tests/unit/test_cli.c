@@ -1143,6 +1143,828 @@ static void test_logs_are_json_lines_on_stderr_at_info_level(void **state)
     cli_result_free(&r);
 }
 
+/* -- query, count and the seed's audit reports (cmd_query.c, cmd_audit.c) -- */
+
+/* These run against a sqlite store in a directory of their own (made and
+ * removed around each test), so that one run saves and the next reads;
+ * they skip when the build has no sqlite adapter. */
+static struct {
+    char dir[4300];
+    char config[4400];
+    char db[4400];
+} q;
+
+/* The plugin directory of the build, where the CLI finds its adapters. */
+static bool q_plugin_built(const char *type)
+{
+    char path[4096];
+    const char *build = getenv("PERSISTOR_BUILD_DIR");
+    snprintf(path, sizeof path, "%s/lib/persistor/%s.so", build != NULL ? build : ".", type);
+    return access(path, R_OK) == 0;
+}
+
+static int q_setup(void **state)
+{
+    (void)state;
+    if (!q_plugin_built("sqlite"))
+        return 0; /* the test skips itself */
+    snprintf(q.dir, sizeof q.dir, "%s/query.XXXXXX", fx.dir);
+    if (mkdtemp(q.dir) == NULL)
+        return -1;
+    snprintf(q.config, sizeof q.config, "%s/profiles.yaml", q.dir);
+    snprintf(q.db, sizeof q.db, "%s/audit.sqlite", q.dir);
+    char yaml[16384];
+    int n = snprintf(yaml, sizeof yaml,
+                     "version: 1\n"
+                     "profiles:\n"
+                     "  development:\n"
+                     "    adapters:\n"
+                     "      - type: sqlite\n"
+                     "        file: %s\n"
+                     "    collections:\n"
+                     "      incidents: {name: inc}\n"
+                     "  degraded:\n"
+                     "    description: \"a primary nothing listens for, over the same store\"\n"
+                     "    adapters:\n"
+                     "      - type: mongodb\n"
+                     "        uri: mongodb://127.0.0.1:1\n"
+                     "        server_selection_timeout_ms: 200\n"
+                     "        connect_timeout_ms: 200\n"
+                     "      - type: sqlite\n"
+                     "        file: %s\n"
+                     "    retry: {max_attempts: 1, initial_interval_ms: 1,"
+                     " backoff_coefficient: 1.0, max_interval_ms: 1}\n"
+                     "    collections:\n"
+                     "      incidents: {name: inc}\n",
+                     q.db, q.db);
+    return fx_write(q.config, yaml, (size_t)n) ? 0 : -1;
+}
+
+/* Remove the profiles file, the store and its companions, the directory. */
+static int q_teardown(void **state)
+{
+    (void)state;
+    if (q.dir[0] == '\0')
+        return 0;
+    static const char *const files[] = {"profiles.yaml", "audit.sqlite", "audit.sqlite-wal",
+                                        "audit.sqlite-shm", "audit.sqlite-journal"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", q.dir, files[i]);
+        unlink(path);
+    }
+    if (rmdir(q.dir) != 0)
+        fprintf(stderr, "test_cli: could not remove %s: %s\n", q.dir, strerror(errno));
+    q.dir[0] = '\0';
+    return 0;
+}
+
+#define QCLI(...) ARGS("--config", q.config, __VA_ARGS__)
+#define Q(test) cmocka_unit_test_setup_teardown(test, q_setup, q_teardown)
+
+static void q_require_sqlite(void)
+{
+    if (q.dir[0] == '\0')
+        skip(); /* no sqlite adapter in this build */
+}
+
+/* Save one audit record of `kind` from stdin; its printed id into id. */
+static void q_save(const char *kind, const char *json, char id[PERSISTOR_ID_MAX + 1])
+{
+    struct cli_result r;
+    run_cli(json, QCLI("audit", kind), &r);
+    assert_exit(&r, 0);
+    assert_true(r.out_len > 1 && r.out_len <= PERSISTOR_ID_MAX + 1);
+    if (id != NULL) {
+        memcpy(id, r.out, r.out_len - 1);
+        id[r.out_len - 1] = '\0';
+    }
+    cli_result_free(&r);
+}
+
+static void q_incident(const char *workflow, const char *type, const char *severity,
+                       const char *date, char id[PERSISTOR_ID_MAX + 1])
+{
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"workflow_id\": \"%s\", \"type\": \"%s\", \"severity\": \"%s\","
+             " \"timestamp\": {\"$date\": \"%s\"}}",
+             workflow, type, severity, date);
+    q_save("incident", json, id);
+}
+
+/* The line `query` prints for what q_incident saved. */
+static void q_incident_line(char *out, size_t cap, const char *id, const char *workflow,
+                            const char *type, const char *severity, const char *date)
+{
+    snprintf(out, cap,
+             "{ \"_id\" : \"%s\", \"workflow_id\" : \"%s\", \"type\" : \"%s\", \"severity\" : "
+             "\"%s\", \"timestamp\" : { \"$date\" : \"%s\" } }\n",
+             id, workflow, type, severity, date);
+}
+
+/* stdout must be JSON lines whose _id are `ids`, in this order. */
+static void q_expect_ids(const struct cli_result *r, const char *const *ids, size_t n)
+{
+    const char *line = r->out;
+    size_t i = 0;
+    for (; *line != '\0'; i++) {
+        const char *end = strchr(line, '\n');
+        assert_non_null(end);
+        bson_error_t error;
+        bson_t *doc = bson_new_from_json((const uint8_t *)line, end - line, &error);
+        if (doc == NULL)
+            fail_msg("line %zu is not JSON (%s): %.*s", i, error.message, (int)(end - line),
+                     line);
+        if (i >= n)
+            fail_msg("line %zu beyond the %zu expected: %s", i, n, r->out);
+        assert_string_equal(json_utf8(doc, "_id"), ids[i]);
+        bson_destroy(doc);
+        line = end + 1;
+    }
+    assert_int_equal(i, n);
+}
+#define Q_EXPECT_IDS(r, ...)                                                                   \
+    q_expect_ids((r), (const char *const[]){__VA_ARGS__},                                    \
+                 sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
+
+static void test_query_prints_records_sorted_filtered_and_limited(void **state)
+{
+    (void)state;
+    q_require_sqlite();
+    char a[PERSISTOR_ID_MAX + 1], b[PERSISTOR_ID_MAX + 1], c[PERSISTOR_ID_MAX + 1];
+    q_incident("w1", "timeout", "CRITICAL", "2026-11-22T10:00:00Z", a);
+    q_incident("w2", "crash", "LOW", "2026-11-22T12:00:00Z", c);
+    q_incident("w3", "crash", "CRITICAL", "2026-11-22T11:00:00Z", b);
+    char la[512], lb[512], lc[512], want[2048];
+    q_incident_line(la, sizeof la, a, "w1", "timeout", "CRITICAL", "2026-11-22T10:00:00Z");
+    q_incident_line(lb, sizeof lb, b, "w3", "crash", "CRITICAL", "2026-11-22T11:00:00Z");
+    q_incident_line(lc, sizeof lc, c, "w2", "crash", "LOW", "2026-11-22T12:00:00Z");
+    struct cli_result r;
+    run_cli(NULL, QCLI("query", "incidents", "--sort", "timestamp:desc", "--limit", "2"), &r);
+    assert_exit(&r, 0);
+    snprintf(want, sizeof want, "%s%s", lc, lb);
+    assert_string_equal(r.out, want);
+    assert_string_equal(r.err, "");
+    cli_result_free(&r);
+    /* By the profile's name too; ascending is the default; limit 0 is all. */
+    run_cli(NULL, QCLI("query", "inc", "--sort=timestamp", "--limit=0"), &r);
+    assert_exit(&r, 0);
+    snprintf(want, sizeof want, "%s%s%s", la, lb, lc);
+    assert_string_equal(r.out, want);
+    cli_result_free(&r);
+    run_cli(NULL, QCLI("query", "incidents", "--filter", "{\"severity\": \"CRITICAL\"}",
+                       "--sort", "timestamp:asc"),
+            &r);
+    assert_exit(&r, 0);
+    snprintf(want, sizeof want, "%s%s", la, lb);
+    assert_string_equal(r.out, want);
+    cli_result_free(&r);
+    run_cli(NULL, QCLI("query", "incidents", "--filter", "{\"severity\": \"MEDIUM\"}"), &r);
+    assert_exit(&r, 0);
+    assert_string_equal(r.out, "");
+    cli_result_free(&r);
+}
+
+static void test_count_prints_the_number_or_one_line_per_group(void **state)
+{
+    (void)state;
+    q_require_sqlite();
+    q_incident("w1", "timeout", "CRITICAL", "2026-11-22T10:00:00Z", NULL);
+    q_incident("w2", "crash", "LOW", "2026-11-22T12:00:00Z", NULL);
+    q_incident("w3", "crash", "CRITICAL", "2026-11-22T11:00:00Z", NULL);
+    q_save("result", "{\"workflow_id\": \"wf-1\", \"status\": \"DONE\"}", NULL);
+    struct cli_result r;
+    run_cli(NULL, QCLI("count", "incidents"), &r);
+    assert_exit(&r, 0);
+    assert_string_equal(r.out, "3\n");
+    cli_result_free(&r);
+    run_cli(NULL, QCLI("count", "inc", "--filter", "{\"severity\": \"CRITICAL\"}"), &r);
+    assert_exit(&r, 0);
+    assert_string_equal(r.out, "2\n");
+    cli_result_free(&r);
+    run_cli(NULL, QCLI("count", "incidents", "--group-by", "type"), &r);
+    assert_exit(&r, 0);
+    assert_string_equal(r.out, "{\"_id\": \"crash\", \"total\": 2}\n"
+                               "{\"_id\": \"timeout\", \"total\": 1}\n");
+    cli_result_free(&r);
+    run_cli(NULL, QCLI("count", "incidents", "--filter", "{\"type\": \"crash\"}", "--group-by",
+                       "severity"),
+            &r);
+    assert_exit(&r, 0);
+    assert_string_equal(r.out, "{\"_id\": \"CRITICAL\", \"total\": 1}\n"
+                               "{\"_id\": \"LOW\", \"total\": 1}\n");
+    cli_result_free(&r);
+    /* A field no record has: one group, null. */
+    run_cli(NULL, QCLI("count", "workflow_results", "--group-by", "sla_status.violations_count"),
+            &r);
+    assert_exit(&r, 0);
+    assert_string_equal(r.out, "{\"_id\": null, \"total\": 1}\n");
+    cli_result_free(&r);
+    run_cli(NULL, QCLI("count", "validation_audit"), &r);
+    assert_exit(&r, 0);
+    assert_string_equal(r.out, "0\n");
+    cli_result_free(&r);
+}
+
+static void test_query_and_count_usage_errors_exit_2(void **state)
+{
+    (void)state;
+    const struct {
+        const char *const *argv;
+        const char *message;
+    } cases[] = {
+        {CLI("query"), "query: expects a COLLECTION"},
+        {CLI("count"), "count: expects a COLLECTION"},
+        {CLI("query", "incidents", "inc"),
+         "query: one collection only (got 'incidents' and 'inc')"},
+        {CLI("query", "incidents", "--group-by", "type"), "query: unknown option --group-by"},
+        {CLI("count", "incidents", "--sort", "type"), "count: unknown option --sort"},
+        {CLI("count", "incidents", "--limit", "2"), "count: unknown option --limit"},
+        {CLI("query", "incidents", "--limit", "ten"),
+         "--limit expects a number of records (0: no limit), got 'ten'"},
+        {CLI("query", "incidents", "--limit", "-1"),
+         "--limit expects a number of records (0: no limit), got '-1'"},
+        {CLI("query", "incidents", "--limit", "99999999999999999999"),
+         "--limit expects a number of records (0: no limit), got '99999999999999999999'"},
+        {CLI("query", "incidents", "--sort", "timestamp:down"),
+         "--sort expects FIELD, FIELD:asc or FIELD:desc, got 'timestamp:down'"},
+        {CLI("query", "incidents", "--sort", ":desc"),
+         "--sort expects FIELD, FIELD:asc or FIELD:desc, got ':desc'"},
+        {CLI("query", "incidents", "--filter"), "--filter needs a value"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct cli_result r;
+        run_cli(NULL, cases[i].argv, &r);
+        assert_usage_error(&r, cases[i].message);
+        cli_result_free(&r);
+    }
+}
+
+static void test_query_and_count_reject_bad_input_with_exit_2(void **state)
+{
+    (void)state;
+    struct cli_result r;
+    run_cli(NULL, CLI("query", "incidents", "--filter", "{\"severity\":\n  CRITICAL}"), &r);
+    assert_rejected(&r, "persistor: filter:2:3: expected a value");
+    cli_result_free(&r);
+    run_cli(NULL, CLI("count", "incidents", "--filter", "{\"a\": 1,}"), &r);
+    assert_rejected(&r, "persistor: filter:1:9: trailing comma before '}'");
+    cli_result_free(&r);
+    run_cli(NULL, CLI("query", "incident"), &r);
+    assert_rejected(&r, "unknown collection 'incident' in profile 'development'");
+    assert_contains(r.err, "has: snapshots, validation_audit, workflow_results, incidents, "
+                           "telemetry_buffer)");
+    cli_result_free(&r);
+    run_cli(NULL, CLI("count", "incidents", "--group-by", "$type"), &r);
+    assert_rejected(&r, "group field '$type' is not a field path");
+    cli_result_free(&r);
+    run_cli(NULL, CLI("query", "incidents", "--sort", "a..b"), &r);
+    assert_rejected(&r, "sort field 'a..b' is not a field path");
+    cli_result_free(&r);
+    run_cli(NULL, CLI("query", "incidents", "--filter", "{\"type\": {\"$where\": \"1\"}}"), &r);
+    assert_rejected(&r, "$where");
+    cli_result_free(&r);
+}
+
+static void test_audit_by_validity_and_history(void **state)
+{
+    (void)state;
+    q_require_sqlite();
+    char a[PERSISTOR_ID_MAX + 1], b[PERSISTOR_ID_MAX + 1], c[PERSISTOR_ID_MAX + 1];
+    q_save("validation",
+           "{\"plan_id\": \"p1\", \"validation_result\": {\"valid\": true},"
+           " \"timestamp\": {\"$date\": \"2026-11-22T10:00:00Z\"}}",
+           a);
+    q_save("validation",
+           "{\"plan_id\": \"p1\", \"validation_result\": {\"valid\": false},"
+           " \"timestamp\": {\"$date\": \"2026-11-22T12:00:00Z\"}}",
+           c);
+    q_save("validation",
+           "{\"plan_id\": \"p1\", \"validation_result\": {\"valid\": true},"
+           " \"timestamp\": {\"$date\": \"2026-11-22T11:00:00Z\"}}",
+           b);
+    q_save("validation",
+           "{\"plan_id\": \"p2\", \"validation_result\": {\"errors\": []},"
+           " \"timestamp\": {\"$date\": \"2026-11-22T13:00:00Z\"}}",
+           NULL);
+    struct cli_result r;
+    run_cli(NULL, QCLI("audit", "by-validity"), &r);
+    assert_exit(&r, 0);
+    assert_string_equal(r.out, "{\"_id\": null, \"total\": 1}\n"
+                               "{\"_id\": false, \"total\": 1}\n"
+                               "{\"_id\": true, \"total\": 2}\n");
+    assert_string_equal(r.err, "");
+    cli_result_free(&r);
+    run_cli(NULL, QCLI("audit", "history", "p1"), &r);
+    assert_exit(&r, 0);
+    Q_EXPECT_IDS(&r, c, b, a);
+    cli_result_free(&r);
+    run_cli(NULL, QCLI("audit", "history", "--limit", "2", "p1"), &r);
+    assert_exit(&r, 0);
+    Q_EXPECT_IDS(&r, c, b);
+    cli_result_free(&r);
+    run_cli(NULL, QCLI("audit", "history", "p3"), &r);
+    assert_exit(&r, 0);
+    assert_string_equal(r.out, "");
+    cli_result_free(&r);
+}
+
+static void test_audit_status_and_sla_violations(void **state)
+{
+    (void)state;
+    q_require_sqlite();
+    q_save("result",
+           "{\"workflow_id\": \"wf-b\", \"status\": \"FAILED\", \"consolidated_at\":"
+           " {\"$date\": \"2026-11-22T10:00:00Z\"}, \"sla_status\": {\"violations_count\": 2}}",
+           NULL);
+    q_save("result",
+           "{\"workflow_id\": \"wf-c\", \"status\": \"FAILED\", \"consolidated_at\":"
+           " {\"$date\": \"2026-11-22T11:00:00Z\"}, \"sla_status\": {\"violations_count\": 0}}",
+           NULL);
+    q_save("result",
+           "{\"workflow_id\": \"wf-a\", \"status\": \"FAILED\", \"consolidated_at\":"
+           " {\"$date\": \"2026-11-22T10:00:00Z\"}, \"sla_status\": {\"violations_count\": 2}}",
+           NULL);
+    q_save("result",
+           "{\"workflow_id\": \"wf-d\", \"status\": \"DONE\", \"consolidated_at\":"
+           " {\"$date\": \"2026-11-22T12:00:00Z\"}, \"sla_status\": {\"violations_count\": 7}}",
+           NULL);
+    struct cli_result r;
+    run_cli(NULL, QCLI("audit", "status", "FAILED"), &r);
+    assert_exit(&r, 0);
+    Q_EXPECT_IDS(&r, "wf-c", "wf-a", "wf-b"); /* newest first, ties by _id */
+    cli_result_free(&r);
+    run_cli(NULL, QCLI("audit", "status", "FAILED", "--limit=1"), &r);
+    assert_exit(&r, 0);
+    Q_EXPECT_IDS(&r, "wf-c");
+    cli_result_free(&r);
+    run_cli(NULL, QCLI("audit", "sla-violations"), &r);
+    assert_exit(&r, 0);
+    Q_EXPECT_IDS(&r, "wf-d", "wf-a", "wf-b");
+    cli_result_free(&r);
+    run_cli(NULL, QCLI("audit", "sla-violations", "--limit", "2"), &r);
+    assert_exit(&r, 0);
+    Q_EXPECT_IDS(&r, "wf-d", "wf-a");
+    cli_result_free(&r);
+}
+
+static void test_audit_critical_and_by_type(void **state)
+{
+    (void)state;
+    q_require_sqlite();
+    char a[PERSISTOR_ID_MAX + 1], b[PERSISTOR_ID_MAX + 1];
+    q_incident("w1", "timeout", "CRITICAL", "2026-11-22T10:00:00Z", a);
+    q_incident("w2", "crash", "HIGH", "2026-11-22T12:00:00Z", NULL);
+    q_incident("w3", "crash", "CRITICAL", "2026-11-22T11:00:00Z", b);
+    char la[512], lb[512], want[1024];
+    q_incident_line(la, sizeof la, a, "w1", "timeout", "CRITICAL", "2026-11-22T10:00:00Z");
+    q_incident_line(lb, sizeof lb, b, "w3", "crash", "CRITICAL", "2026-11-22T11:00:00Z");
+    struct cli_result r;
+    run_cli(NULL, QCLI("audit", "critical"), &r);
+    assert_exit(&r, 0);
+    snprintf(want, sizeof want, "%s%s", lb, la);
+    assert_string_equal(r.out, want);
+    cli_result_free(&r);
+    run_cli(NULL, QCLI("audit", "critical", "--limit", "1"), &r);
+    assert_exit(&r, 0);
+    assert_string_equal(r.out, lb);
+    cli_result_free(&r);
+    run_cli(NULL, QCLI("audit", "by-type"), &r);
+    assert_exit(&r, 0);
+    assert_string_equal(r.out, "{\"_id\": \"crash\", \"total\": 2}\n"
+                               "{\"_id\": \"timeout\", \"total\": 1}\n");
+    cli_result_free(&r);
+}
+
+static void test_audit_critical_shows_20_by_default(void **state)
+{
+    (void)state;
+    q_require_sqlite();
+    char first[PERSISTOR_ID_MAX + 1];
+    for (int i = 0; i < 21; i++) {
+        char date[32];
+        snprintf(date, sizeof date, "2026-11-22T10:%02d:00Z", i);
+        q_incident("w", "timeout", "CRITICAL", date, i == 0 ? first : NULL);
+    }
+    struct cli_result r;
+    run_cli(NULL, QCLI("audit", "critical"), &r);
+    assert_exit(&r, 0);
+    size_t lines = 0;
+    for (const char *c = r.out; *c != '\0'; c++)
+        lines += *c == '\n';
+    assert_int_equal(lines, 20);
+    assert_null(strstr(r.out, first)); /* the oldest is the one left out */
+    cli_result_free(&r);
+    run_cli(NULL, QCLI("audit", "critical", "--limit", "0"), &r);
+    assert_exit(&r, 0);
+    assert_non_null(strstr(r.out, first));
+    cli_result_free(&r);
+}
+
+static void test_audit_report_usage_errors_exit_2(void **state)
+{
+    (void)state;
+    const struct {
+        const char *const *argv;
+        const char *message;
+    } cases[] = {
+        {CLI("audit"), "audit: expects validation|result|incident [FILE|-], or a report"},
+        {CLI("audit", "history"), "audit history: expects PLAN_ID [--limit N]"},
+        {CLI("audit", "history", "p1", "p2"), "audit history: expects PLAN_ID [--limit N]"},
+        {CLI("audit", "status", "--since", "x"), "audit status: expects STATUS [--limit N]"},
+        {CLI("audit", "sla-violations", "x"), "audit sla-violations: expects [--limit N]"},
+        {CLI("audit", "critical", "--limit", "many"),
+         "--limit expects a number of records (0: no limit), got 'many'"},
+        {CLI("audit", "critical", "--limit"), "--limit needs a value"},
+        {CLI("audit", "by-validity", "--limit", "3"), "audit by-validity: expects no arguments"},
+        {CLI("audit", "by-type", "x"), "audit by-type: expects no arguments"},
+        {CLI("audit", "by-kind"), "unknown record kind 'by-kind'"},
+        {CLI("audit", "incident", "a.json", "b.json"), "audit incident: expects [FILE|-]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct cli_result r;
+        run_cli(NULL, cases[i].argv, &r);
+        assert_usage_error(&r, cases[i].message);
+        cli_result_free(&r);
+    }
+    struct cli_result r;
+    run_cli(NULL, CLI("audit", "status", ""), &r);
+    assert_rejected(&r, "workflows by status: status is required (a non-empty string)");
+    cli_result_free(&r);
+}
+
+static void test_a_degraded_answer_is_data_on_stdout_and_a_warning_on_stderr(void **state)
+{
+    (void)state;
+    q_require_sqlite();
+    if (!q_plugin_built("mongodb"))
+        skip();
+    q_incident("w1", "timeout", "CRITICAL", "2026-11-22T10:00:00Z", NULL);
+    static const char warning[] =
+        "persistor: degraded answer: the primary is down, so a fallback answered with only "
+        "what it holds (see `persistor health`)\n";
+    struct cli_result r;
+    run_cli(NULL, QCLI("--profile", "degraded", "count", "inc", "--group-by", "type"), &r);
+    assert_exit(&r, 0);
+    assert_string_equal(r.out, "{\"_id\": \"timeout\", \"total\": 1}\n");
+    assert_string_equal(r.err, warning);
+    cli_result_free(&r);
+    run_cli(NULL, QCLI("--profile", "degraded", "count", "inc"), &r);
+    assert_exit(&r, 0);
+    assert_string_equal(r.out, "1\n");
+    assert_string_equal(r.err, warning);
+    cli_result_free(&r);
+    run_cli(NULL, QCLI("--profile", "degraded", "audit", "critical"), &r);
+    assert_exit(&r, 0);
+    assert_contains(r.out, "\"workflow_id\" : \"w1\"");
+    assert_string_equal(r.err, warning);
+    cli_result_free(&r);
+}
+
+/* -- telemetry (cmd_telemetry.c) -- */
+
+/* These use the sqlite store of the query tests (Q, QCLI): the buffer must
+ * outlive one run.  Files a drain writes go to fx.dir and are removed. */
+#define TCLI(...) QCLI("telemetry", __VA_ARGS__)
+
+/* Buffer `json` from stdin; its printed id (64 hex digits) into id. */
+static void tm_buffer(const char *json, char id[PERSISTOR_ID_MAX + 1])
+{
+    struct cli_result r;
+    run_cli(json, TCLI("buffer"), &r);
+    assert_exit(&r, 0);
+    if (!is_hash_line(r.out))
+        fail_msg("expected one 64-hex-digit line, got: %s", r.out);
+    memcpy(id, r.out, PERSISTOR_HASH_HEX_LEN);
+    id[PERSISTOR_HASH_HEX_LEN] = '\0';
+    cli_result_free(&r);
+}
+
+static void tm_buffer_nth(int n, char id[PERSISTOR_ID_MAX + 1])
+{
+    char json[256];
+    snprintf(json, sizeof json,
+             "{\"correlation\": {\"workflow_id\": \"wf-%d\"}, \"metrics\": {\"n\": %d},"
+             " \"source\": \"cli-test\"}",
+             n, n);
+    tm_buffer(json, id);
+}
+
+/* Parse `text` as JSON lines into docs[] (at most cap; free each with
+ * bson_destroy); returns how many lines there were. */
+static size_t tm_parse_lines(const char *text, bson_t **docs, size_t cap)
+{
+    size_t n = 0;
+    while (*text != '\0') {
+        const char *end = strchr(text, '\n');
+        if (end == NULL)
+            fail_msg("a JSON line without its newline: %s", text);
+        if (n == cap)
+            fail_msg("more than %zu lines", cap);
+        bson_error_t error;
+        docs[n] = bson_new_from_json((const uint8_t *)text, end - text, &error);
+        if (docs[n] == NULL)
+            fail_msg("not a JSON line (%s): %.*s", error.message, (int)(end - text), text);
+        n++;
+        text = end + 1;
+    }
+    return n;
+}
+
+static void tm_free_lines(bson_t **docs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        bson_destroy(docs[i]);
+}
+
+static int64_t tm_number(const bson_t *doc, const char *key)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, doc, key) || !BSON_ITER_HOLDS_NUMBER(&it))
+        fail_msg("no number at %s", key);
+    return bson_iter_as_int64(&it);
+}
+
+/* Run `telemetry ARGS...` expecting exit 0; its JSON lines into docs[]. */
+static size_t tm_lines(const char *const argv[], bson_t **docs, size_t cap)
+{
+    struct cli_result r;
+    run_cli(NULL, argv, &r);
+    assert_exit(&r, 0);
+    size_t n = tm_parse_lines(r.out, docs, cap);
+    cli_result_free(&r);
+    return n;
+}
+
+/* Run expecting exit 0 and exactly `out` on stdout. */
+static void tm_expect(const char *const argv[], const char *out)
+{
+    struct cli_result r;
+    run_cli(NULL, argv, &r);
+    assert_exit(&r, 0);
+    assert_string_equal(r.out, out);
+    cli_result_free(&r);
+}
+
+/* The lines of a file a drain wrote, parsed; the file is removed. */
+static size_t tm_file_lines(const char *path, bson_t **docs, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        fail_msg("%s: %s", path, strerror(errno));
+    char text[65536];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    unlink(path);
+    text[len] = '\0';
+    return tm_parse_lines(text, docs, cap);
+}
+
+static bool tm_has_id(bson_t **docs, size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(json_utf8(docs[i], "_id"), id) == 0)
+            return true;
+    return false;
+}
+
+static void test_telemetry_buffer_prints_one_id_per_record(void **state)
+{
+    (void)state;
+    q_require_sqlite();
+    const char *json = "{\"correlation\": {\"workflow_id\": \"w\"}, \"metrics\": {\"ms\": 3},"
+                       " \"source\": \"s\", \"timestamp\": {\"$date\": \"2026-11-22T10:00:00Z\"}}";
+    char a[PERSISTOR_ID_MAX + 1], b[PERSISTOR_ID_MAX + 1];
+    tm_buffer(json, a);
+    tm_buffer(json, b); /* a retry: the same record, stored once */
+    assert_string_equal(a, b);
+    bson_t *docs[4];
+    size_t n = tm_lines(TCLI("claim"), docs, 4);
+    assert_int_equal(n, 1);
+    assert_string_equal(json_utf8(docs[0], "_id"), a);
+    assert_string_equal(json_utf8(docs[0], "correlation.workflow_id"), "w");
+    assert_string_equal(json_utf8(docs[0], "state"), "pending");
+    assert_int_equal(tm_number(docs[0], "retry_count"), 1);
+    tm_free_lines(docs, n);
+
+    struct cli_result r;
+    run_cli("{\"correlation\": {}, \"metrics\": {}, \"source\": \"s\"}", TCLI("buffer"), &r);
+    assert_rejected(&r, "\"correlation.workflow_id\" is required");
+    cli_result_free(&r);
+    run_cli(NULL, TCLI("buffer", "a.json", "b.json"), &r);
+    assert_usage_error(&r, "telemetry buffer: expects [FILE|-]");
+    cli_result_free(&r);
+}
+
+static void test_telemetry_claim_release_and_ack(void **state)
+{
+    (void)state;
+    q_require_sqlite();
+    char a[PERSISTOR_ID_MAX + 1], b[PERSISTOR_ID_MAX + 1];
+    tm_buffer_nth(1, a);
+    tm_buffer_nth(2, b);
+    bson_t *first[4], *second[4];
+    assert_int_equal(tm_lines(TCLI("claim", "--limit", "1", "--lease", "600"), first, 4), 1);
+    assert_int_equal(tm_lines(TCLI("claim", "--limit", "5"), second, 4), 1);
+    const char *x = json_utf8(first[0], "_id"), *y = json_utf8(second[0], "_id");
+    assert_true((strcmp(x, a) == 0 && strcmp(y, b) == 0) ||
+                (strcmp(x, b) == 0 && strcmp(y, a) == 0));
+    tm_free_lines(first, 1);
+    tm_free_lines(second, 1);
+    tm_expect(TCLI("claim"), ""); /* both leased */
+
+    tm_expect(TCLI("release", a, "no-such-id"), "1\n");
+    tm_expect(TCLI("release", a), "0\n"); /* no lease left to end */
+    bson_t *again[4];
+    assert_int_equal(tm_lines(TCLI("claim"), again, 4), 1);
+    assert_string_equal(json_utf8(again[0], "_id"), a);
+    assert_int_equal(tm_number(again[0], "retry_count"), 2);
+    tm_free_lines(again, 1);
+
+    tm_expect(TCLI("ack", a, b), "2\n");
+    tm_expect(TCLI("ack", a), "0\n");
+    tm_expect(TCLI("claim"), "");
+
+    struct cli_result r;
+    run_cli(NULL, TCLI("ack"), &r);
+    assert_usage_error(&r, "telemetry ack: expects one or more IDs");
+    cli_result_free(&r);
+    run_cli(NULL, TCLI("claim", "--limit", "0"), &r);
+    assert_usage_error(&r, "--limit expects a whole number from 1 to");
+    cli_result_free(&r);
+    run_cli(NULL, TCLI("claim", "--lease", "soon"), &r);
+    assert_usage_error(&r, "--lease expects a whole number");
+    cli_result_free(&r);
+    run_cli(NULL, TCLI("bogus"), &r);
+    assert_usage_error(&r, "telemetry: unknown subcommand 'bogus'");
+    cli_result_free(&r);
+}
+
+static void test_telemetry_dead_letters_are_listed_and_requeued(void **state)
+{
+    (void)state;
+    q_require_sqlite();
+    char a[PERSISTOR_ID_MAX + 1];
+    tm_buffer_nth(1, a);
+    bson_t *docs[4];
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(tm_lines(TCLI("claim", "--max-retries", "1"), docs, 4), 1);
+        tm_free_lines(docs, 1);
+        tm_expect(TCLI("release", a), "1\n");
+        struct cli_result r;
+        run_cli(NULL, TCLI("claim", "--max-retries", "1"), &r);
+        assert_exit(&r, 0);
+        assert_string_equal(r.out, "");
+        assert_contains(r.err, "1 record had been claimed --max-retries times");
+        cli_result_free(&r);
+        size_t n = tm_lines(TCLI("dead"), docs, 4);
+        assert_int_equal(n, 1);
+        assert_string_equal(json_utf8(docs[0], "_id"), a);
+        assert_string_equal(json_utf8(docs[0], "state"), "dead");
+        tm_free_lines(docs, n);
+        /* By id the first time, every dead record the second. */
+        if (round == 0)
+            tm_expect(TCLI("requeue", a), "1\n");
+        else
+            tm_expect(TCLI("requeue", "--all"), "1\n");
+        tm_expect(TCLI("dead"), "");
+    }
+    size_t n = tm_lines(TCLI("claim"), docs, 4);
+    assert_int_equal(n, 1);
+    assert_int_equal(tm_number(docs[0], "retry_count"), 1); /* requeued from 0 */
+    tm_free_lines(docs, n);
+
+    struct cli_result r;
+    run_cli(NULL, TCLI("requeue"), &r);
+    assert_usage_error(&r, "telemetry requeue: expects IDs or --all");
+    cli_result_free(&r);
+    run_cli(NULL, TCLI("requeue", "--all", a), &r);
+    assert_usage_error(&r, "expects IDs or --all, not both");
+    cli_result_free(&r);
+    run_cli(NULL, TCLI("dead", "--limit", "x"), &r);
+    assert_usage_error(&r, "--limit expects");
+    cli_result_free(&r);
+}
+
+static void test_telemetry_retried_lists_what_was_claimed(void **state)
+{
+    (void)state;
+    q_require_sqlite();
+    char a[PERSISTOR_ID_MAX + 1], b[PERSISTOR_ID_MAX + 1];
+    tm_buffer_nth(1, a);
+    tm_buffer_nth(2, b);
+    tm_expect(TCLI("retried"), "");
+    bson_t *claimed[4], *retried[4];
+    assert_int_equal(tm_lines(TCLI("claim", "--limit", "1"), claimed, 4), 1);
+    assert_int_equal(tm_lines(TCLI("retried", "--limit", "5"), retried, 4), 1);
+    assert_string_equal(json_utf8(retried[0], "_id"), json_utf8(claimed[0], "_id"));
+    tm_free_lines(claimed, 1);
+    tm_free_lines(retried, 1);
+}
+
+static void test_telemetry_drain_pipes_every_record_and_acks_it(void **state)
+{
+    (void)state;
+    q_require_sqlite();
+    char ids[6][PERSISTOR_ID_MAX + 1], out[4300], exec[4400];
+    for (int i = 0; i < 3; i++)
+        tm_buffer_nth(i, ids[i]);
+    fx_path(out, sizeof out, "drained.jsonl");
+    snprintf(exec, sizeof exec, "cat > '%s'", out);
+    struct cli_result r;
+    run_cli(NULL, TCLI("drain", "--exec", exec), &r);
+    assert_exit(&r, 0);
+    assert_string_equal(r.out, "");
+    assert_string_equal(r.err, "persistor: drained 3 records in 1 batch\n");
+    cli_result_free(&r);
+    bson_t *docs[8];
+    size_t n = tm_file_lines(out, docs, 8);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < 3; i++)
+        assert_true(tm_has_id(docs, n, ids[i]));
+    assert_int_equal(tm_number(docs[0], "retry_count"), 1);
+    tm_free_lines(docs, n);
+    tm_expect(TCLI("ack", ids[0], ids[1], ids[2]), "0\n"); /* all acknowledged */
+
+    /* Several batches: each goes to its own run of CMD. */
+    for (int i = 3; i < 6; i++)
+        tm_buffer_nth(i, ids[i]);
+    snprintf(exec, sizeof exec, "cat >> '%s'", out);
+    run_cli(NULL, TCLI("drain", "--batch", "2", "--exec", exec), &r);
+    assert_exit(&r, 0);
+    assert_string_equal(r.err, "persistor: drained 3 records in 2 batches\n");
+    cli_result_free(&r);
+    n = tm_file_lines(out, docs, 8);
+    assert_int_equal(n, 3);
+    for (int i = 3; i < 6; i++)
+        assert_true(tm_has_id(docs, n, ids[i]));
+    tm_free_lines(docs, n);
+    tm_expect(TCLI("claim"), "");
+    tm_expect(TCLI("ack", ids[3], ids[4], ids[5]), "0\n");
+
+    run_cli(NULL, TCLI("drain"), &r);
+    assert_usage_error(&r, "telemetry drain: --exec CMD is required");
+    cli_result_free(&r);
+}
+
+static void test_telemetry_drain_stops_at_a_failing_cmd_and_releases_its_batch(void **state)
+{
+    (void)state;
+    q_require_sqlite();
+    char ids[3][PERSISTOR_ID_MAX + 1];
+    for (int i = 0; i < 3; i++)
+        tm_buffer_nth(i, ids[i]);
+    struct cli_result r;
+    run_cli(NULL, TCLI("drain", "--batch", "2", "--exec", "exit 1"), &r);
+    assert_exit(&r, 3);
+    assert_string_equal(r.out, "");
+    assert_contains(r.err, "persistor: telemetry drain: 'exit 1' exited with status 1; its "
+                           "batch of 2 records was released and stays buffered\n");
+    assert_contains(r.err, "persistor: drained 0 records in 0 batches\n");
+    cli_result_free(&r);
+    /* Nothing acknowledged, the batch claimable at once, no second batch
+     * taken: two records were claimed once, one never. */
+    bson_t *docs[4];
+    size_t n = tm_lines(TCLI("claim", "--limit", "10"), docs, 4);
+    assert_int_equal(n, 3);
+    int64_t retries = 0;
+    for (size_t i = 0; i < n; i++)
+        retries += tm_number(docs[i], "retry_count");
+    assert_int_equal(retries, 2 + 2 + 1);
+    tm_free_lines(docs, n);
+}
+
+static void test_telemetry_drain_survives_a_cmd_that_stops_reading(void **state)
+{
+    (void)state;
+    q_require_sqlite();
+    /* One record larger than a pipe holds: CMD exits without reading it,
+     * so the write fails; we must neither die of SIGPIPE nor ack. */
+    size_t blob = 512 * 1024;
+    char *json = malloc(blob + 256);
+    assert_non_null(json);
+    int at = snprintf(json, 256, "{\"correlation\": {\"workflow_id\": \"big\"}, \"source\": "
+                                 "\"s\", \"metrics\": {\"blob\": \"");
+    memset(json + at, 'x', blob);
+    strcpy(json + at + blob, "\"}}");
+    char id[PERSISTOR_ID_MAX + 1];
+    tm_buffer(json, id);
+    free(json);
+    struct cli_result r;
+    signal(SIGPIPE, SIG_DFL); /* what the command inherits, as from a shell */
+    run_cli(NULL, TCLI("drain", "--exec", "exit 0"), &r);
+    signal(SIGPIPE, SIG_IGN);
+    assert_exit(&r, 3);
+    assert_contains(r.err, "'exit 0' exited with status 0 before reading all of its input");
+    cli_result_free(&r);
+    bson_t *docs[2];
+    size_t n = tm_lines(TCLI("claim"), docs, 2);
+    assert_int_equal(n, 1);
+    assert_string_equal(json_utf8(docs[0], "_id"), id);
+    tm_free_lines(docs, n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1195,6 +2017,25 @@ int main(void)
         cmocka_unit_test(test_snapshot_subcommands_check_their_arguments),
         cmocka_unit_test(test_demo_exits_0_and_prints_its_summary),
         cmocka_unit_test(test_logs_are_json_lines_on_stderr_at_info_level),
+        /* query, count, audit reports */
+        Q(test_query_prints_records_sorted_filtered_and_limited),
+        Q(test_count_prints_the_number_or_one_line_per_group),
+        cmocka_unit_test(test_query_and_count_usage_errors_exit_2),
+        cmocka_unit_test(test_query_and_count_reject_bad_input_with_exit_2),
+        Q(test_audit_by_validity_and_history),
+        Q(test_audit_status_and_sla_violations),
+        Q(test_audit_critical_and_by_type),
+        Q(test_audit_critical_shows_20_by_default),
+        cmocka_unit_test(test_audit_report_usage_errors_exit_2),
+        Q(test_a_degraded_answer_is_data_on_stdout_and_a_warning_on_stderr),
+        /* telemetry */
+        Q(test_telemetry_buffer_prints_one_id_per_record),
+        Q(test_telemetry_claim_release_and_ack),
+        Q(test_telemetry_dead_letters_are_listed_and_requeued),
+        Q(test_telemetry_retried_lists_what_was_claimed),
+        Q(test_telemetry_drain_pipes_every_record_and_acks_it),
+        Q(test_telemetry_drain_stops_at_a_failing_cmd_and_releases_its_batch),
+        Q(test_telemetry_drain_survives_a_cmd_that_stops_reading),
     };
     return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }
