@@ -25,6 +25,8 @@
 
 #include <cmocka.h>
 
+#include <bson/bson.h>
+
 #include "log.h"
 
 /* Snapshot timestamps: fixed, so a rerun computes the same documents. */
@@ -770,4 +772,196 @@ size_t fx_calls_skip_open_primary(const char *name, persistor *p, fault_control 
            name, (long long)ids->latency_us[from], calls, (long long)p50, (long long)p99,
            (long long)max, (unsigned long long)probes);
     return i;
+}
+
+/* ---- audit records and telemetry during an outage (issue 6) ----------- */
+
+int32_t fx_audit_save(persistor *p, persistor_audit_kind kind, const char *json,
+                      char id[PERSISTOR_ID_MAX + 1], persistor_error *err)
+{
+    persistor_record_input in = {.struct_size = sizeof in, .json = json, .json_source = "fault"};
+    return persistor_audit_save(p, kind, &in, id, err);
+}
+
+int32_t fx_telemetry_buffer(persistor *p, const char *json, char id[PERSISTOR_ID_MAX + 1],
+                            persistor_error *err)
+{
+    persistor_record_input in = {.struct_size = sizeof in, .json = json, .json_source = "fault"};
+    return persistor_telemetry_buffer(p, &in, id, err);
+}
+
+#define FX_RESULT(wf, status)                                                                 \
+    "{\"workflow_id\": \"" wf "\", \"plan_id\": \"p-fault\", \"status\": \"" status "\", " \
+    "\"sla_status\": {\"violations_count\": 1}}"
+
+/* One save that must answer OK; `degraded_after` is what the handle must
+ * say after it (-1: either). */
+static void fx_audit_ok(persistor *p, const char *what, int32_t rc, const persistor_error *err,
+                        int degraded_after)
+{
+    if (rc != PERSISTOR_OK)
+        fail_msg("%s: %s (expected OK): %s", what, persistor_rc_name(rc), err->message);
+    if (degraded_after >= 0 && (persistor_degraded(p) != 0) != (degraded_after != 0))
+        fail_msg("%s: answered OK, but the handle is %sdegraded after it", what,
+                 degraded_after ? "not " : "");
+}
+
+void fx_audit_before(persistor *p, fx_audit *a)
+{
+    persistor_error err = {0};
+    int32_t rc = fx_audit_save(p, PERSISTOR_AUDIT_WORKFLOW_RESULT,
+                               FX_RESULT("wf-before", "RUNNING"), NULL, &err);
+    fx_audit_ok(p, "result wf-before RUNNING (before)", rc, &err, 0);
+    rc = fx_audit_save(p, PERSISTOR_AUDIT_INCIDENT,
+                       "{\"workflow_id\": \"wf-before\", \"type\": \"timeout\","
+                       " \"severity\": \"HIGH\"}",
+                       a->incident_before, &err);
+    fx_audit_ok(p, "incident (before)", rc, &err, 0);
+}
+
+void fx_audit_during(persistor *p, fx_audit *a)
+{
+    persistor_error err = {0};
+    /* The first call finds the primary down: it waits out its attempts,
+     * then the fallback takes it. */
+    int32_t rc = fx_audit_save(p, PERSISTOR_AUDIT_VALIDATION,
+                               "{\"plan_id\": \"p-fault\", \"workflow_id\": \"wf-during\","
+                               " \"validation_result\": {\"valid\": false, \"errors\": [\"x\"]}}",
+                               a->validation, &err);
+    fx_audit_ok(p, "validation (during)", rc, &err, 1);
+    rc = fx_audit_save(p, PERSISTOR_AUDIT_WORKFLOW_RESULT, FX_RESULT("wf-before", "COMPLETED"),
+                       NULL, &err);
+    fx_audit_ok(p, "result wf-before COMPLETED (during)", rc, &err, 1);
+    rc = fx_audit_save(p, PERSISTOR_AUDIT_WORKFLOW_RESULT, FX_RESULT("wf-during", "RUNNING"), NULL,
+                       &err);
+    fx_audit_ok(p, "result wf-during RUNNING (during)", rc, &err, 1);
+    rc = fx_audit_save(p, PERSISTOR_AUDIT_WORKFLOW_RESULT, FX_RESULT("wf-during", "COMPLETED"),
+                       NULL, &err);
+    fx_audit_ok(p, "result wf-during COMPLETED (during)", rc, &err, 1);
+    rc = fx_audit_save(p, PERSISTOR_AUDIT_INCIDENT,
+                       "{\"workflow_id\": \"wf-during\", \"type\": \"crash\","
+                       " \"severity\": \"CRITICAL\", \"details\": {\"step\": 2}}",
+                       a->incident, &err);
+    fx_audit_ok(p, "incident (during)", rc, &err, 1);
+    rc = fx_telemetry_buffer(p,
+                             "{\"correlation\": {\"workflow_id\": \"wf-during\"},"
+                             " \"metrics\": {\"latency_ms\": 7}, \"source\": \"faults\"}",
+                             a->telemetry, &err);
+    fx_audit_ok(p, "telemetry buffer (during)", rc, &err, 1);
+
+    /* Reads answer from the fallback, marked, with what it took. */
+    persistor_find_options all = {.struct_size = sizeof all};
+    uint64_t n = 0;
+    int32_t degraded = 0;
+    rc = persistor_count(p, "workflow_results", &all, &n, &degraded, &err);
+    if (rc != PERSISTOR_OK)
+        fail_msg("count workflow_results (during): %s: %s", persistor_rc_name(rc), err.message);
+    assert_true(degraded);
+    assert_int_equal(n, 2);
+    char status[64];
+    fx_result_status(p, "wf-during", status);
+    assert_string_equal(status, "COMPLETED");
+}
+
+uint64_t fx_count_where(persistor *p, const char *collection, const char *filter)
+{
+    persistor_find_options opts = {.struct_size = sizeof opts, .filter_json = filter};
+    uint64_t n = 0;
+    persistor_error err = {0};
+    int32_t rc = persistor_count(p, collection, &opts, &n, NULL, &err);
+    if (rc != PERSISTOR_OK)
+        fail_msg("count %s where %s: %s: %s", collection, filter ? filter : "{}",
+                 persistor_rc_name(rc), err.message);
+    return n;
+}
+
+void fx_result_status(persistor *p, const char *workflow, char *out)
+{
+    char filter[PERSISTOR_ID_MAX + 32];
+    snprintf(filter, sizeof filter, "{\"_id\": \"%s\"}", workflow);
+    persistor_find_options opts = {.struct_size = sizeof opts, .filter_json = filter};
+    persistor_record_iter *it = NULL;
+    persistor_error err = {0};
+    int32_t rc = persistor_find(p, "workflow_results", &opts, &it, &err);
+    if (rc != PERSISTOR_OK)
+        fail_msg("find workflow_results %s: %s: %s", workflow, persistor_rc_name(rc), err.message);
+    out[0] = '\0';
+    const uint8_t *data;
+    uint32_t len;
+    size_t found = 0;
+    while ((rc = persistor_record_iter_next(it, &data, &len, &err)) == PERSISTOR_OK) {
+        bson_t doc;
+        bson_iter_t field;
+        found++;
+        if (bson_init_static(&doc, data, len) && bson_iter_init_find(&field, &doc, "status") &&
+            BSON_ITER_HOLDS_UTF8(&field))
+            snprintf(out, 64, "%s", bson_iter_utf8(&field, NULL));
+    }
+    persistor_record_iter_free(it);
+    if (rc != PERSISTOR_ITER_END)
+        fail_msg("find workflow_results %s: %s: %s", workflow, persistor_rc_name(rc), err.message);
+    assert_true(found <= 1);
+}
+
+/* Exactly one record of `collection` has this _id. */
+static void fx_once(fx_world *w, persistor *q, const char *collection, const char *id)
+{
+    char filter[PERSISTOR_ID_MAX + 32];
+    snprintf(filter, sizeof filter, "{\"_id\": \"%s\"}", id);
+    uint64_t n = fx_count_where(q, collection, filter);
+    if (n != 1)
+        fail_msg("[%s] %s holds %llu records %s, expected exactly 1", w->name, collection,
+                 (unsigned long long)n, id);
+}
+
+void fx_audit_check(fx_world *w, const char *profile, const fx_audit *a)
+{
+    persistor *q = fx_open(w, profile);
+    fx_once(w, q, "validation_audit", a->validation);
+    fx_once(w, q, "workflow_results", "wf-before");
+    fx_once(w, q, "workflow_results", "wf-during");
+    fx_once(w, q, "incidents", a->incident_before);
+    fx_once(w, q, "incidents", a->incident);
+    fx_once(w, q, "telemetry_buffer", a->telemetry);
+    /* ...and nothing else. */
+    assert_int_equal(fx_count_where(q, "validation_audit", NULL), 1);
+    assert_int_equal(fx_count_where(q, "workflow_results", NULL), 2);
+    assert_int_equal(fx_count_where(q, "incidents", NULL), 2);
+    assert_int_equal(fx_count_where(q, "telemetry_buffer", NULL), 1);
+    /* The replay kept the newest result of each workflow, even over the
+     * older one the primary held before the outage. */
+    char status[64];
+    fx_result_status(q, "wf-before", status);
+    assert_string_equal(status, "COMPLETED");
+    fx_result_status(q, "wf-during", status);
+    assert_string_equal(status, "COMPLETED");
+    /* The buffered record is claimable as a fresh one. */
+    assert_int_equal(fx_count_where(q, "telemetry_buffer",
+                                    "{\"state\": \"pending\", \"retry_count\": 0}"),
+                     1);
+    persistor_close(q);
+    static const char *const failed[] = {"validation_audit_persist_failed",
+                                         "workflow_result_persist_failed",
+                                         "incident_persist_failed",
+                                         "telemetry_buffer_persist_failed"};
+    for (size_t i = 0; i < sizeof failed / sizeof failed[0]; i++)
+        assert_int_equal(fx_log_count(w, failed[i], NULL), 0);
+    printf("[%s] after recovery the primary holds each audit record and the telemetry record "
+           "once, both workflow results COMPLETED\n",
+           w->name);
+}
+
+void fx_audit_fallback_is_empty(fx_world *w)
+{
+    persistor *f = fx_open(w, "fallback");
+    static const char *const collections[] = {"validation_audit", "workflow_results",
+                                              "incidents", "telemetry_buffer"};
+    for (size_t i = 0; i < sizeof collections / sizeof collections[0]; i++) {
+        uint64_t n = fx_count_where(f, collections[i], NULL);
+        if (n != 0)
+            fail_msg("[%s] the fallback still holds %llu %s records after its journal was "
+                     "drained",
+                     w->name, (unsigned long long)n, collections[i]);
+    }
+    persistor_close(f);
 }

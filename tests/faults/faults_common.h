@@ -233,4 +233,49 @@ size_t fx_calls_skip_open_primary(const char *name, persistor *p, fault_control 
 void fx_latency(const fx_ids *ids, size_t from, size_t to, int64_t *p50, int64_t *p99,
                 int64_t *max);
 
+/* ---- audit records and telemetry during an outage (issue 6) ----------- */
+
+/*
+ * What an outage test saves besides snapshots, by id.  Before the outage
+ * the primary takes a workflow result "wf-before" (RUNNING) and an
+ * incident; during it, a validation, "wf-before" again (COMPLETED), a
+ * result "wf-during" twice (RUNNING, then COMPLETED), an incident and a
+ * telemetry record, all answered by the fallback.
+ */
+typedef struct fx_audit {
+    char incident_before[PERSISTOR_ID_MAX + 1];
+    char validation[PERSISTOR_ID_MAX + 1];
+    char incident[PERSISTOR_ID_MAX + 1];
+    char telemetry[PERSISTOR_ID_MAX + 1];
+} fx_audit;
+
+/* The writes of the outage, each journaled by the fallback. */
+#define FX_AUDIT_OUTAGE_WRITES 6
+
+/* persistor_audit_save / persistor_telemetry_buffer of JSON text. */
+int32_t fx_audit_save(persistor *p, persistor_audit_kind kind, const char *json,
+                      char id[PERSISTOR_ID_MAX + 1], persistor_error *err);
+int32_t fx_telemetry_buffer(persistor *p, const char *json, char id[PERSISTOR_ID_MAX + 1],
+                            persistor_error *err);
+
+/* The saves before the outage: each answered OK by the primary itself. */
+void fx_audit_before(persistor *p, fx_audit *a);
+/* The saves during the outage (the primary just stopped answering): each
+ * answers OK, with the handle degraded after it; then a read of the
+ * workflow results is degraded and sees the fallback's two. */
+void fx_audit_during(persistor *p, fx_audit *a);
+/* Through a fresh handle on `profile` (the primary's store alone): every
+ * record of `a` is there exactly once, nothing else is, and both workflow
+ * results are their newest (COMPLETED); no `*_persist_failed` was logged. */
+void fx_audit_check(fx_world *w, const char *profile, const fx_audit *a);
+/* The fallback (profile "fallback") holds no audit record nor telemetry. */
+void fx_audit_fallback_is_empty(fx_world *w);
+
+/* Through an open handle: how many records of `collection` match the
+ * JSON filter (NULL: all); the test fails on an error. */
+uint64_t fx_count_where(persistor *p, const char *collection, const char *filter);
+/* The `status` of workflow result `workflow` into out (64 bytes); "" when
+ * there is no such result.  Fails the test on an error. */
+void fx_result_status(persistor *p, const char *workflow, char *out);
+
 #endif

@@ -16,7 +16,11 @@
  *      CORRUPT, INVALID and CONFIG are the answer, neither retried nor
  *      failed over;
  *   g. every adapter down: fail_closed returns E_UNAVAILABLE, fail_open
- *      returns NOT_STORED and logs snapshot_persist_failed with the id.
+ *      returns NOT_STORED and logs snapshot_persist_failed with the id;
+ *      the same for audit records and telemetry with no fallback at all;
+ *   h. audit records and telemetry saved during an outage are answered by
+ *      the fallback and end up in the primary once each, the newest
+ *      workflow result winning.
  *
  * Each case ends with THE INVARIANT (faults_common.h) and prints its
  * counts.  Case f, a process killed during replay, is faults_replay.c.
@@ -614,6 +618,157 @@ static void test_every_adapter_down_fail_open_returns_not_stored_and_logs_the_id
     fx_end(w);
 }
 
+/* fault(sqlite) alone ("alone": no fallback; the audit collections keep
+ * their default, fail_open) and plain sqlite on the same file ("primary"). */
+static void ft_profiles_alone(fx_world *w)
+{
+    char ctl[FX_PATH_MAX], db[FX_PATH_MAX], inner[FX_PATH_MAX + 64];
+    fx_path(w, "primary.ctl", ctl);
+    fx_path(w, "primary.sqlite", db);
+    snprintf(inner, sizeof inner, "file=%s;synchronous=normal", db);
+    unlink(ctl);
+    fx_yaml y;
+    fx_yaml_init(&y);
+    fx_yaml_profile(&y, "alone");
+    fx_yaml_fault(&y, ctl, FAULTS_SQLITE_SO, inner);
+    fx_yaml_end(&y, "fail_closed");
+    fx_yaml_profile(&y, "primary");
+    fx_yaml_sqlite(&y, db);
+    fx_yaml_end(&y, NULL);
+    fx_yaml_write(w, &y);
+}
+
+/* A save the dead chain could not take: NOT_STORED, its id given, and one
+ * `event` line naming that id, the code and fail_open. */
+static void ft_not_stored(fx_world *w, const char *what, int32_t rc, const char *id,
+                          const char *event)
+{
+    if (rc != PERSISTOR_NOT_STORED)
+        fail_msg("%s: %s, expected NOT_STORED", what, persistor_rc_name(rc));
+    assert_true(id[0] != '\0');
+    char needle[PERSISTOR_ID_MAX + 16];
+    snprintf(needle, sizeof needle, "\"id\":\"%s\"", id);
+    assert_int_equal(fx_log_count(w, event, needle), 1);
+    assert_int_equal(fx_log_count(w, event, "\"code\":\"E_UNAVAILABLE\""), 1);
+    assert_int_equal(fx_log_count(w, event, "\"on_failure\":\"fail_open\""), 1);
+}
+
+static void test_audit_with_no_fallback_and_a_dead_primary_is_not_stored_and_logged(void **state)
+{
+    fx_world *w = *state;
+    fx_begin(w, "g-audit-fail-open");
+    ft_profiles_alone(w);
+    fault_control *c = ft_control(w, "primary.ctl");
+    persistor *p = fx_open(w, "alone");
+    char v0[PERSISTOR_ID_MAX + 1], i0[PERSISTOR_ID_MAX + 1], t0[PERSISTOR_ID_MAX + 1];
+    persistor_error err = {0};
+    /* Stored while the primary is healthy. */
+    assert_int_equal(fx_audit_save(p, PERSISTOR_AUDIT_VALIDATION,
+                                   "{\"plan_id\": \"p\", \"validation_result\": {\"valid\": true}}",
+                                   v0, &err),
+                     PERSISTOR_OK);
+    assert_int_equal(fx_audit_save(p, PERSISTOR_AUDIT_WORKFLOW_RESULT,
+                                   "{\"workflow_id\": \"wf-1\", \"status\": \"RUNNING\"}", NULL,
+                                   &err),
+                     PERSISTOR_OK);
+    assert_int_equal(fx_audit_save(p, PERSISTOR_AUDIT_INCIDENT,
+                                   "{\"workflow_id\": \"wf-1\", \"type\": \"timeout\","
+                                   " \"severity\": \"LOW\"}",
+                                   i0, &err),
+                     PERSISTOR_OK);
+    assert_int_equal(fx_telemetry_buffer(p,
+                                         "{\"correlation\": {\"workflow_id\": \"wf-1\"},"
+                                         " \"metrics\": {\"n\": 0}, \"source\": \"faults\"}",
+                                         t0, &err),
+                     PERSISTOR_OK);
+
+    fault_inject(c, FAULT_OP_ALL, PERSISTOR_E_UNAVAILABLE, -1, 0);
+    char v1[PERSISTOR_ID_MAX + 1], w1[PERSISTOR_ID_MAX + 1], i1[PERSISTOR_ID_MAX + 1],
+        t1[PERSISTOR_ID_MAX + 1];
+    int32_t rc = fx_audit_save(p, PERSISTOR_AUDIT_VALIDATION,
+                               "{\"plan_id\": \"p\", \"validation_result\": {\"valid\": false}}",
+                               v1, &err);
+    ft_not_stored(w, "validation", rc, v1, "validation_audit_persist_failed");
+    /* A newer result of a stored workflow: refused, the older one stays. */
+    rc = fx_audit_save(p, PERSISTOR_AUDIT_WORKFLOW_RESULT,
+                       "{\"workflow_id\": \"wf-1\", \"status\": \"COMPLETED\"}", w1, &err);
+    ft_not_stored(w, "workflow result", rc, w1, "workflow_result_persist_failed");
+    assert_string_equal(w1, "wf-1");
+    rc = fx_audit_save(p, PERSISTOR_AUDIT_INCIDENT,
+                       "{\"workflow_id\": \"wf-1\", \"type\": \"crash\","
+                       " \"severity\": \"CRITICAL\"}",
+                       i1, &err);
+    ft_not_stored(w, "incident", rc, i1, "incident_persist_failed");
+    rc = fx_telemetry_buffer(p,
+                             "{\"correlation\": {\"workflow_id\": \"wf-1\"},"
+                             " \"metrics\": {\"n\": 1}, \"source\": \"faults\"}",
+                             t1, &err);
+    ft_not_stored(w, "telemetry", rc, t1, "telemetry_buffer_persist_failed");
+    /* Invalid input is still the caller's error, never NOT_STORED. */
+    err = (persistor_error){0};
+    assert_int_equal(fx_audit_save(p, PERSISTOR_AUDIT_WORKFLOW_RESULT, "{\"status\": \"RUNNING\"}",
+                                   NULL, &err),
+                     PERSISTOR_E_INVALID);
+    assert_int_equal(fx_log_count(w, "workflow_result_persist_failed", NULL), 1);
+
+    fault_clear(c);
+    fx_wait_recovered(p, "the primary answers again");
+    persistor_close(p);
+
+    /* Nothing stored before was lost; nothing refused was stored. */
+    persistor *q = fx_open(w, "primary");
+    char filter[PERSISTOR_ID_MAX + 32];
+    snprintf(filter, sizeof filter, "{\"_id\": \"%s\"}", v0);
+    assert_int_equal(fx_count_where(q, "validation_audit", filter), 1);
+    assert_int_equal(fx_count_where(q, "validation_audit", NULL), 1);
+    char status[64];
+    fx_result_status(q, "wf-1", status);
+    assert_string_equal(status, "RUNNING");
+    assert_int_equal(fx_count_where(q, "workflow_results", NULL), 1);
+    snprintf(filter, sizeof filter, "{\"_id\": \"%s\"}", i0);
+    assert_int_equal(fx_count_where(q, "incidents", filter), 1);
+    assert_int_equal(fx_count_where(q, "incidents", NULL), 1);
+    snprintf(filter, sizeof filter, "{\"_id\": \"%s\"}", t0);
+    assert_int_equal(fx_count_where(q, "telemetry_buffer", filter), 1);
+    assert_int_equal(fx_count_where(q, "telemetry_buffer", NULL), 1);
+    persistor_close(q);
+    printf("[%s] stored=4 not_stored=4 (one *_persist_failed line each)\n", w->name);
+    fault_control_close(c);
+    fx_end(w);
+}
+
+/* ---- h. audit records during an outage --------------------------------- */
+
+static void test_audit_saved_during_an_outage_reaches_the_primary_once(void **state)
+{
+    fx_world *w = *state;
+    fx_begin(w, "h-audit-outage-fault-sqlite");
+    fx_profiles_fault_sqlite_lmdb(w, "fail_closed");
+    fault_control *c = ft_control(w, "primary.ctl");
+    persistor *p = fx_open(w, "main");
+    fx_audit a;
+    memset(&a, 0, sizeof a);
+    fx_audit_before(p, &a);
+
+    fault_inject(c, FAULT_OP_ALL, PERSISTOR_E_UNAVAILABLE, -1, 0);
+    uint64_t data_calls = fault_calls(c, FAULT_OP_WRITE | FAULT_OP_READ);
+    fx_audit_during(p, &a);
+    /* The first save tried the primary once (E_UNAVAILABLE fails over at
+     * once); with its breaker open, nothing after it did. */
+    assert_int_equal(fault_calls(c, FAULT_OP_WRITE | FAULT_OP_READ) - data_calls, 1);
+    assert_int_equal(fx_journal_pending(p), FX_AUDIT_OUTAGE_WRITES);
+
+    fault_clear(c);
+    fx_wait_recovered(p, "the primary came back");
+    assert_int_equal(fx_journal_pending(p), 0);
+    persistor_close(p);
+    assert_true(fx_log_count(w, "replay_completed", "\"drained\":true") >= 1);
+    fx_audit_check(w, "primary", &a);
+    fx_audit_fallback_is_empty(w);
+    fault_control_close(c);
+    fx_end(w);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
 
 int main(void)
@@ -630,6 +785,8 @@ int main(void)
         T(test_corrupt_invalid_config_are_answers_never_retried_nor_failed_over),
         T(test_every_adapter_down_fail_closed_returns_unavailable),
         T(test_every_adapter_down_fail_open_returns_not_stored_and_logs_the_id),
+        T(test_audit_with_no_fallback_and_a_dead_primary_is_not_stored_and_logged),
+        T(test_audit_saved_during_an_outage_reaches_the_primary_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,7 +11,10 @@
  *      the fallback without a byte sent to the primary;
  *   e. a retryable code (91, ShutdownInProgress) twice: the write succeeds
  *      on the primary after two retries; a permanent one (2, BadValue, the
- *      adapter's E_INVALID) is the caller's answer, nothing fails over.
+ *      adapter's E_INVALID) is the caller's answer, nothing fails over;
+ *   h. audit records and telemetry saved while the server is "killed" are
+ *      answered by the fallback and end up in it once each after the
+ *      "restart", the newest workflow result winning.
  *
  * Each case uses a database of its own and ends with THE INVARIANT
  * (faults_common.h), read back from the mock through a plain mongodb
@@ -303,6 +306,34 @@ static void test_mongod_permanent_code_is_the_answer_nothing_fails_over(void **s
     fx_end(w);
 }
 
+/* ---- h. audit records during an outage --------------------------------- */
+
+static void test_mongod_down_audit_saves_reach_it_once_after_restart(void **state)
+{
+    fx_world *w = *state;
+    fx_begin(w, "h-audit-outage-mongod");
+    char db[96];
+    fm_database(db, sizeof db, "h");
+    fm_profiles(w, db, 500, 10000, NULL);
+    persistor *p = fx_open(w, "main");
+    fx_audit a;
+    memset(&a, 0, sizeof a);
+    fx_audit_before(p, &a);
+
+    fm_control_ok("refuse on"); /* "killed", keeping its data (see b) */
+    fm_control_ok("close");
+    fx_audit_during(p, &a);
+    assert_int_equal(fx_journal_pending(p), FX_AUDIT_OUTAGE_WRITES);
+
+    fm_control_ok("refuse off");
+    fx_wait_recovered(p, "the mock mongod restarted");
+    assert_int_equal(fx_journal_pending(p), 0);
+    persistor_close(p);
+    fx_audit_check(w, "primary", &a);
+    fx_audit_fallback_is_empty(w);
+    fx_end(w);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, fm_setup, fm_teardown)
 
 int main(void)
@@ -312,6 +343,7 @@ int main(void)
         T(test_mongod_hangs_breaker_opens_then_calls_never_reach_it),
         T(test_mongod_retryable_code_succeeds_on_the_primary_after_retries),
         T(test_mongod_permanent_code_is_the_answer_nothing_fails_over),
+        T(test_mongod_down_audit_saves_reach_it_once_after_restart),
     };
     return cmocka_run_group_tests(tests, fm_group_setup, fm_group_teardown);
 }
