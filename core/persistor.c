@@ -142,13 +142,17 @@ const char *persistor_collection_name(const persistor *p, profile_collection_kin
 int32_t persistor_collection_lookup(const persistor *p, const char *name,
                                     profile_collection_kind *kind, persistor_error *err)
 {
-    for (int k = 0; name != NULL && k < PROFILE_COLL_COUNT; k++) {
-        if (strcmp(name, profile_collection_key((profile_collection_kind)k)) == 0 ||
-            strcmp(name, p->prof->collections[k].name) == 0) {
-            *kind = (profile_collection_kind)k;
-            return PERSISTOR_OK;
+    /* Names the profile gives first: a profile may name one collection
+     * after another's key, and the name is what the store holds. */
+    for (int pass = 0; name != NULL && pass < 2; pass++)
+        for (int k = 0; k < PROFILE_COLL_COUNT; k++) {
+            const char *candidate = pass == 0 ? p->prof->collections[k].name
+                                              : profile_collection_key((profile_collection_kind)k);
+            if (strcmp(name, candidate) == 0) {
+                *kind = (profile_collection_kind)k;
+                return PERSISTOR_OK;
+            }
         }
-    }
     char known[512];
     size_t o = 0;
     for (int k = 0; k < PROFILE_COLL_COUNT && o < sizeof known; k++)

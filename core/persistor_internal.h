@@ -47,9 +47,9 @@ size_t audit_collection_specs(const profile *prof, persistor_collection_spec *sp
  * timed from the profile, into specs[]; returns how many (1). */
 size_t telemetry_collection_specs(const profile *prof, persistor_collection_spec *specs);
 
-/* The profile's collection called `name`, by its key ("incidents") or by
- * the name the profile gives it: OK with *kind, or E_INVALID listing the
- * collections there are. */
+/* The profile's collection called `name`: by the name the profile gives
+ * it, else by its key ("incidents").  OK with *kind, or E_INVALID listing
+ * the collections there are. */
 int32_t persistor_collection_lookup(const persistor *p, const char *name,
                                     profile_collection_kind *kind, persistor_error *err);
 

@@ -32,8 +32,8 @@
 #define TELEMETRY_DEFAULT_MAX_RECORDS 100
 #define TELEMETRY_DEFAULT_LEASE_MS 60000
 #define TELEMETRY_DEFAULT_MAX_RETRIES 5
-/* A claim queries again when other claimers won some of its records, at
- * most this many times: a busy buffer cannot keep one claim looping. */
+/* A claim queries again when other claimers won its records; at most this
+ * many rounds may win nothing: a busy buffer cannot keep one claim looping. */
 #define TELEMETRY_CLAIM_ROUNDS 4
 /* Requeue of every dead record works in pages of this many. */
 #define TELEMETRY_REQUEUE_PAGE 500
@@ -466,6 +466,9 @@ int32_t persistor_telemetry_claim(persistor *p, const persistor_claim_options *o
                                   persistor_record_list *out, persistor_error *err)
 {
     telemetry_limits lim = {0};
+    if (out == NULL)
+        return error_set(err, PERSISTOR_E_INVALID,
+                         "persistor_telemetry_claim: out must not be NULL");
     *out = (persistor_record_list){0};
     int32_t rc = telemetry_limits_of(opts, &lim, err);
     int64_t now = router_now_ms(p->router);
@@ -474,10 +477,13 @@ int32_t persistor_telemetry_claim(persistor *p, const persistor_claim_options *o
     BSON_APPEND_DOCUMENT_BEGIN(&filter, "lease_until", &range);
     BSON_APPEND_DATE_TIME(&range, "$lte", now);
     bson_append_document_end(&filter, &range);
-    for (int round = 0; rc == PERSISTOR_OK && round < TELEMETRY_CLAIM_ROUNDS &&
-                        out->count < lim.max_records;
-         round++) {
+    /* Rounds that moved records (claimed or dead-lettered) shrink what is
+     * claimable, so they cannot loop forever; only rounds that lost every
+     * record to other claimers count toward the bound. */
+    for (int idle = 0; rc == PERSISTOR_OK && idle < TELEMETRY_CLAIM_ROUNDS &&
+                       out->count < lim.max_records;) {
         size_t want = lim.max_records - out->count;
+        size_t moved = out->count + out->dead_lettered;
         persistor_record_list batch = {0};
         rc = telemetry_find(p, &filter, want, &batch, err);
         size_t found = batch.count;
@@ -489,6 +495,8 @@ int32_t persistor_telemetry_claim(persistor *p, const persistor_claim_options *o
          * records lost to other claimers or gone dead left room: look again. */
         if (found < want)
             break;
+        if (out->count + out->dead_lettered == moved)
+            idle++;
     }
     bson_destroy(&filter);
     if (rc != PERSISTOR_OK)
@@ -623,6 +631,9 @@ static void telemetry_dead_filter(bson_t *filter)
 int32_t persistor_telemetry_dead(persistor *p, uint64_t limit, persistor_record_list *out,
                                  persistor_error *err)
 {
+    if (out == NULL)
+        return error_set(err, PERSISTOR_E_INVALID,
+                         "persistor_telemetry_dead: out must not be NULL");
     *out = (persistor_record_list){0};
     bson_t filter = BSON_INITIALIZER;
     telemetry_dead_filter(&filter);

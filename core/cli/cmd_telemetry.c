@@ -432,6 +432,10 @@ static int telemetry_drain(const cli_globals *g, int argc, char **argv)
     int code = telemetry_parse_claim(argc, argv, true, &a);
     if (code != CLI_EXIT_OK || (code = cli_open(g, &p)) != CLI_EXIT_OK)
         return code;
+    /* A SIGCHLD ignored by whoever started us would let the kernel reap
+     * CMD before waitpid sees its status, and a delivered batch would be
+     * released: this process wants its children's statuses. */
+    signal(SIGCHLD, SIG_DFL);
     size_t drained = 0, batches = 0, dead = 0;
     bool degraded = false;
     /* A batch is taken only after the one before was delivered: a CMD
@@ -449,7 +453,12 @@ static int telemetry_drain(const cli_globals *g, int argc, char **argv)
             cli_warn_degraded(NULL);
         degraded |= batch.degraded != 0;
         if (batch.count == 0) {
+            /* A claim that only moved records to the dead letters may have
+             * left claimable ones behind: only an empty claim is the end. */
+            bool more = batch.dead_lettered > 0;
             persistor_record_list_free(&batch);
+            if (more)
+                continue;
             break;
         }
         code = drain_batch(p, a.exec, &batch);

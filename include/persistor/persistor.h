@@ -491,7 +491,12 @@ PERSISTOR_API void persistor_record_list_free(persistor_record_list *list);
  * Delivery is at least once: a record delivered and acknowledged while a
  * slower claimer still held the copy it read is written back by that
  * claimer (its compare-and-set finds nothing stored, so it inserts) and
- * delivered again; so is a record whose lease ended before its ack.
+ * delivered again; so is a record whose lease ended before its ack.  The
+ * one-claimer guarantee holds while the primary answers: while degraded,
+ * claims run on a fallback's copies and processes on different fallbacks
+ * may both claim a record.  A claim write the router resent after an
+ * uncertain answer may count as lost although it applied: that record is
+ * not returned and is claimable again when its lease ends.
  * Returns OK with *out (possibly empty; free with persistor_record_list_free),
  * or an error with *out empty: records the call had leased by then are
  * claimable again when their lease ends.
@@ -506,7 +511,8 @@ PERSISTOR_API int32_t persistor_telemetry_ack(persistor *p, const char *const *i
                                               uint64_t *done, persistor_error *err);
 
 /** Not delivered: end these records' leases now, so the next claim takes
- *  them (their retry_count stays).  Records not leased (never claimed,
+ *  them (their retry_count stays).  Leases are not owner-checked: release
+ *  only ids your own claim returned, within its lease.  Records not leased (never claimed,
  *  released already, lease over, dead) and unknown ids are skipped.
  *  *done (may be NULL) gets how many were released.  Ids are checked first
  *  (non-empty, at most PERSISTOR_ID_MAX bytes): E_INVALID changes nothing. */

@@ -470,6 +470,39 @@ static void test_unknown_collection_names_what_the_profile_has(void **state)
     assert_int_equal(groups.count, 0);
 }
 
+/* A profile may name one collection after another's key: the name the
+ * profile gives wins, for the CLI's names and for the seed's queries. */
+static void test_a_name_the_profile_gives_wins_over_another_collections_key(void **state)
+{
+    (void)state;
+    unit_store *s = unit_store_new("find-names", "off", "swap",
+                                   "profiles:\n"
+                                   "  swap:\n"
+                                   "    adapters:\n"
+                                   "      - type: memory\n"
+                                   "    collections:\n"
+                                   "      validation_audit: {name: va}\n"
+                                   "      workflow_results: {name: validation_audit}\n");
+    save(s, PERSISTOR_AUDIT_WORKFLOW_RESULT, "{\"workflow_id\": \"w1\", \"status\": \"FAILED\"}",
+         NULL);
+    uint64_t n = 0;
+    persistor_error err = {0};
+    assert_int_equal(persistor_count(s->p, "validation_audit", NULL, &n, NULL, &err),
+                     PERSISTOR_OK);
+    assert_int_equal(n, 1); /* workflow_results, stored as "validation_audit" */
+    assert_int_equal(persistor_count(s->p, "va", NULL, &n, NULL, &err), PERSISTOR_OK);
+    assert_int_equal(n, 0);
+    persistor_record_iter *it;
+    assert_int_equal(persistor_audit_workflows_by_status(s->p, "FAILED", 0, &it, &err),
+                     PERSISTOR_OK);
+    const uint8_t *doc;
+    uint32_t len;
+    assert_int_equal(persistor_record_iter_next(it, &doc, &len, &err), PERSISTOR_OK);
+    assert_int_equal(persistor_record_iter_next(it, &doc, &len, &err), PERSISTOR_ITER_END);
+    persistor_record_iter_free(it);
+    unit_store_free(s);
+}
+
 static void test_collections_are_found_by_key_or_by_the_profiles_name(void **state)
 {
     fixture *f = *state;
@@ -588,6 +621,7 @@ int main(void)
         T(test_find_refuses_options_without_struct_size),
         T(test_unknown_collection_names_what_the_profile_has),
         T(test_collections_are_found_by_key_or_by_the_profiles_name),
+        T(test_a_name_the_profile_gives_wins_over_another_collections_key),
         T(test_count_ignores_sort_and_limit),
         T(test_count_by_groups_records_without_the_field_under_null),
         T(test_count_by_an_array_field_groups_by_the_whole_array),

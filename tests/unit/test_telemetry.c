@@ -538,6 +538,29 @@ static void test_a_record_past_max_retries_goes_dead(void **state)
     persistor_record_list_free(&got);
 }
 
+/* Records going dead do not use up a claim's rounds: a claim of one behind
+ * five records due for the dead letters still finds the claimable one. */
+static void test_claim_reaches_past_records_it_dead_letters(void **state)
+{
+    fixture *f = *state;
+    char ids[6][PERSISTOR_ID_MAX + 1];
+    for (int i = 0; i < 5; i++) {
+        buffer_nth(f->p, "w", i, ids[i]);
+        f->now += 10;
+    }
+    persistor_record_list got;
+    claim_on(f->p, 10, 1000, 1, &got);
+    assert_int_equal(got.count, 5);
+    persistor_record_list_free(&got);
+    f->now += 1000;
+    buffer_nth(f->p, "fresh", 5, ids[5]);
+    claim_on(f->p, 1, 1000, 1, &got);
+    assert_int_equal(got.dead_lettered, 5);
+    assert_int_equal(got.count, 1);
+    assert_string_equal(got.items[0].id, ids[5]);
+    persistor_record_list_free(&got);
+}
+
 static void test_dead_lists_oldest_first_with_a_limit(void **state)
 {
     fixture *f = *state;
@@ -825,6 +848,7 @@ int main(void)
         T(test_ack_removes_and_a_second_ack_removes_nothing),
         T(test_ids_are_checked_before_anything_is_written),
         T(test_a_record_past_max_retries_goes_dead),
+        T(test_claim_reaches_past_records_it_dead_letters),
         T(test_dead_lists_oldest_first_with_a_limit),
         T(test_requeue_one_then_all),
         T(test_telemetry_buffer_has_the_seed_s_indexes),
