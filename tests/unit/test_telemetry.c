@@ -97,6 +97,15 @@ static void buffer_nth(persistor *p, const char *workflow, int n, char *id)
     buffer_ok(p, json, id);
 }
 
+/* Buffer n records of workflow "w", 10 ms apart (oldest first), ids into ids[]. */
+static void buffer_spaced(fixture *f, int n, char (*ids)[PERSISTOR_ID_MAX + 1])
+{
+    for (int i = 0; i < n; i++) {
+        buffer_nth(f->p, "w", i, ids[i]);
+        f->now += 10;
+    }
+}
+
 static void expect_invalid(fixture *f, const char *json, const char *says)
 {
     persistor_error err = {0};
@@ -367,10 +376,7 @@ static void test_claim_takes_the_oldest_first_up_to_its_limit(void **state)
 {
     fixture *f = *state;
     char ids[3][PERSISTOR_ID_MAX + 1];
-    for (int i = 0; i < 3; i++) {
-        buffer_nth(f->p, "w", i, ids[i]);
-        f->now += 10;
-    }
+    buffer_spaced(f, 3, ids);
     persistor_record_list got;
     claim_on(f->p, 2, 1000, 0, &got);
     assert_int_equal(got.count, 2);
@@ -544,10 +550,7 @@ static void test_claim_reaches_past_records_it_dead_letters(void **state)
 {
     fixture *f = *state;
     char ids[6][PERSISTOR_ID_MAX + 1];
-    for (int i = 0; i < 5; i++) {
-        buffer_nth(f->p, "w", i, ids[i]);
-        f->now += 10;
-    }
+    buffer_spaced(f, 5, ids);
     persistor_record_list got;
     claim_on(f->p, 10, 1000, 1, &got);
     assert_int_equal(got.count, 5);
@@ -565,10 +568,7 @@ static void test_dead_lists_oldest_first_with_a_limit(void **state)
 {
     fixture *f = *state;
     char ids[3][PERSISTOR_ID_MAX + 1];
-    for (int i = 0; i < 3; i++) {
-        buffer_nth(f->p, "w", i, ids[i]);
-        f->now += 10;
-    }
+    buffer_spaced(f, 3, ids);
     persistor_record_list got;
     claim_on(f->p, 10, 1000, 1, &got);
     assert_int_equal(got.count, 3);
