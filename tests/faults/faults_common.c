@@ -173,6 +173,15 @@ const char *fx_path(const fx_world *w, const char *name, char *out)
     return out;
 }
 
+fault_control *fx_control_open(const fx_world *w, const char *name)
+{
+    char path[FX_PATH_MAX];
+    fault_control *c = fault_control_open(fx_path(w, name, path));
+    if (c == NULL)
+        fail_msg("fault_control_open %s failed", path);
+    return c;
+}
+
 /* ---- profiles --------------------------------------------------------- */
 
 static void fx_yaml_add(fx_yaml *y, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -492,6 +501,15 @@ uint64_t fx_journal_pending(persistor *p)
         n += h.adapters[i].journal_pending;
     persistor_health_free(&h);
     return n;
+}
+
+void fx_breaker_is(persistor *p, const char *want, uint64_t pending)
+{
+    persistor_health h;
+    fx_health(p, &h);
+    assert_string_equal(h.adapters[0].breaker, want);
+    assert_int_equal(h.adapters[1].journal_pending, pending);
+    persistor_health_free(&h);
 }
 
 int64_t fx_wait_recovered(persistor *p, const char *what)

@@ -73,6 +73,8 @@ void fx_end(fx_world *w);
 /* dir/<name>, into `out` (FX_PATH_MAX bytes). */
 #define FX_PATH_MAX 1200
 const char *fx_path(const fx_world *w, const char *name, char *out);
+/* fault_control_open of dir/<name>; fails the test when it cannot. */
+fault_control *fx_control_open(const fx_world *w, const char *name);
 
 /* ---- profiles --------------------------------------------------------- */
 
@@ -177,6 +179,9 @@ size_t fx_controller_join(fx_controller *c);
 void fx_health(persistor *p, persistor_health *h);
 /* Sum of journal_pending over the fallbacks. */
 uint64_t fx_journal_pending(persistor *p);
+/* The primary's breaker is `want` ("closed", "open", ...) and the first
+ * fallback has `pending` journal entries, or the test fails. */
+void fx_breaker_is(persistor *p, const char *want, uint64_t pending);
 /* Poll until persistor_degraded(p) is 0, fx_deadline_ms() at most; fails
  * the test with the health report on timeout.  Returns the ms it took. */
 int64_t fx_wait_recovered(persistor *p, const char *what);
@@ -218,7 +223,6 @@ uint64_t fx_count_records(fx_world *w, const char *profile);
  * few, otherwise. */
 void fx_fallback_is_empty(fx_world *w);
 
-/* p50 and p99 of the latencies of ids [from, to), in µs, and their max. */
 /* Append id i; fail the test unless it is acknowledged (OK or EXISTS). */
 void fx_append_ok(persistor *p, fx_ids *ids, size_t i);
 
@@ -230,6 +234,7 @@ void fx_append_ok(persistor *p, fx_ids *ids, size_t i);
 size_t fx_calls_skip_open_primary(const char *name, persistor *p, fault_control *c, fx_ids *ids,
                                   size_t from, size_t calls);
 
+/* p50 and p99 of the latencies of ids [from, to), in µs, and their max. */
 void fx_latency(const fx_ids *ids, size_t from, size_t to, int64_t *p50, int64_t *p99,
                 int64_t *max);
 

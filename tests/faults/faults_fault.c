@@ -40,15 +40,6 @@
 #include "fault_control.h"
 #include "faults_common.h"
 
-static fault_control *ft_control(fx_world *w, const char *name)
-{
-    char path[FX_PATH_MAX];
-    fault_control *c = fault_control_open(fx_path(w, name, path));
-    if (c == NULL)
-        fail_msg("fault_control_open %s failed", path);
-    return c;
-}
-
 /* Every id of [from, to) was acknowledged. */
 static void ft_all_acked(const fx_ids *ids, size_t from, size_t to)
 {
@@ -103,7 +94,7 @@ static void test_primary_down_at_open_fallback_serves_then_replays(void **state)
     fx_world *w = *state;
     fx_begin(w, "a-down-at-open");
     fx_profiles_fault_sqlite_lmdb(w, "fail_closed");
-    fault_control *c = ft_control(w, "primary.ctl");
+    fault_control *c = fx_control_open(w, "primary.ctl");
     fault_inject(c, FAULT_OP_ALL, PERSISTOR_E_UNAVAILABLE, -1, 0);
 
     persistor *p = fx_open(w, "main"); /* the fallback answers: open succeeds */
@@ -180,7 +171,7 @@ static void test_primary_killed_mid_run_of_4_writers_loses_nothing(void **state)
     fx_world *w = *state;
     fx_begin(w, "b-killed-mid-run-fault-sqlite");
     fx_profiles_fault_sqlite_lmdb(w, "fail_closed");
-    fault_control *c = ft_control(w, "primary.ctl");
+    fault_control *c = fx_control_open(w, "primary.ctl");
     persistor *p = fx_open(w, "main");
     size_t n = fx_scaled(10000, 400);
     const size_t after = 100; /* appended once the primary serves again */
@@ -214,7 +205,7 @@ static void test_primary_stops_answering_calls_skip_it_once_the_breaker_opens(vo
     fx_world *w = *state;
     fx_begin(w, "c-stops-answering-fault-sqlite");
     fx_profiles_fault_sqlite_lmdb(w, "fail_closed");
-    fault_control *c = ft_control(w, "primary.ctl");
+    fault_control *c = fx_control_open(w, "primary.ctl");
     persistor *p = fx_open(w, "main");
     const size_t healthy = 20, calls = 200;
     fx_ids *ids = fx_ids_new("c", healthy + 5 + calls);
@@ -265,7 +256,7 @@ static void test_primary_flapping_under_2_writers_loses_nothing(void **state)
     fx_world *w = *state;
     fx_begin(w, "d-flapping");
     fx_profiles_fault_sqlite_lmdb(w, "fail_closed");
-    fault_control *c = ft_control(w, "primary.ctl");
+    fault_control *c = fx_control_open(w, "primary.ctl");
     persistor *p = fx_open(w, "main");
     size_t n = fx_scaled(5000, 400);
     size_t period = n / 20; /* 250 writes at full size */
@@ -319,7 +310,7 @@ static void test_replays_among_8_writers_leave_no_copy_in_the_fallback(void **st
     fx_world *w = *state;
     fx_begin(w, "d-replays-among-writers");
     fx_profiles_fault_sqlite_lmdb_probing(w, "fail_closed", 2); /* probe every 2 ms */
-    fault_control *c = ft_control(w, "primary.ctl");
+    fault_control *c = fx_control_open(w, "primary.ctl");
     persistor *p = fx_open(w, "main");
     const size_t rounds = 2;
     size_t n = fx_scaled(20000, 1000), period = n / 80;
@@ -360,7 +351,7 @@ static void ft_small_open(fx_world *w, ft_small *s, const char *name)
 {
     fx_begin(w, name);
     fx_profiles_fault_sqlite_lmdb(w, "fail_closed");
-    s->c = ft_control(w, "primary.ctl");
+    s->c = fx_control_open(w, "primary.ctl");
     s->p = fx_open(w, "main");
     s->ids = fx_ids_new("e", 16);
     s->next = 0;
@@ -381,15 +372,6 @@ static void ft_small_close(fx_world *w, ft_small *s, fx_counts *cnt)
     fx_ids_free(s->ids);
 }
 
-static void ft_breaker_is(persistor *p, const char *want, uint64_t pending)
-{
-    persistor_health h;
-    fx_health(p, &h);
-    assert_string_equal(h.adapters[0].breaker, want);
-    assert_int_equal(h.adapters[1].journal_pending, pending);
-    persistor_health_free(&h);
-}
-
 static void test_retry_twice_succeeds_on_the_primary_without_failover(void **state)
 {
     fx_world *w = *state;
@@ -404,7 +386,7 @@ static void test_retry_twice_succeeds_on_the_primary_without_failover(void **sta
     assert_int_equal(fx_log_count(w, "retry_scheduled", "\"code\":\"E_RETRY\""), 2);
     assert_int_equal(fx_log_count(w, "adapter_failover", NULL), 0);
     assert_false(persistor_degraded(s.p));
-    ft_breaker_is(s.p, "closed", 0);
+    fx_breaker_is(s.p, "closed", 0);
     fx_counts cnt;
     ft_small_close(w, &s, &cnt);
     assert_int_equal(cnt.acked, 3);
@@ -432,7 +414,7 @@ static void test_retry_forever_fails_over_after_max_attempts(void **state)
     assert_int_equal(fx_append(s.p, s.ids, s.next++, &err), PERSISTOR_OK);
     assert_int_equal(fault_calls(s.c, FAULT_OP_WRITE) - writes, 3);
     assert_int_equal(fx_log_count(w, "retry_scheduled", "\"operation\":\"write\""), 2);
-    ft_breaker_is(s.p, "open", 3);
+    fx_breaker_is(s.p, "open", 3);
     fx_counts cnt;
     ft_small_close(w, &s, &cnt);
     assert_int_equal(cnt.acked, 5);
@@ -453,7 +435,7 @@ static void test_uncertain_but_applied_is_retried_and_stored_once(void **state)
     assert_int_equal(fault_calls(s.c, FAULT_OP_WRITE) - writes, 2);
     assert_int_equal(fx_log_count(w, "retry_scheduled", "\"code\":\"E_UNCERTAIN\""), 1);
     assert_false(persistor_degraded(s.p));
-    ft_breaker_is(s.p, "closed", 0);
+    fx_breaker_is(s.p, "closed", 0);
     fx_counts cnt;
     ft_small_close(w, &s, &cnt);
     assert_int_equal(cnt.acked, 3);
@@ -475,7 +457,7 @@ static void test_corrupt_invalid_config_are_answers_never_retried_nor_failed_ove
         assert_non_null(strstr(err.message, "fault#0"));
         assert_int_equal(fault_calls(s.c, FAULT_OP_WRITE) - writes, 1);
         assert_false(persistor_degraded(s.p));
-        ft_breaker_is(s.p, "closed", 0);
+        fx_breaker_is(s.p, "closed", 0);
     }
     assert_int_equal(fx_log_count(w, "retry_scheduled", NULL), 0);
     assert_int_equal(fx_log_count(w, "adapter_failover", NULL), 0);
@@ -517,7 +499,7 @@ static void test_every_adapter_down_fail_closed_returns_unavailable(void **state
     fx_world *w = *state;
     fx_begin(w, "g-fail-closed");
     ft_profiles_all_memory(w);
-    fault_control *a = ft_control(w, "a.ctl"), *b = ft_control(w, "b.ctl");
+    fault_control *a = fx_control_open(w, "a.ctl"), *b = fx_control_open(w, "b.ctl");
 
     /* Down at open: nothing answers, nothing opens. */
     fault_inject(a, FAULT_OP_ALL, PERSISTOR_E_UNAVAILABLE, -1, 0);
@@ -567,7 +549,7 @@ static void test_every_adapter_down_fail_open_returns_not_stored_and_logs_the_id
     fx_world *w = *state;
     fx_begin(w, "g-fail-open");
     ft_profiles_all_memory(w);
-    fault_control *a = ft_control(w, "a.ctl"), *b = ft_control(w, "b.ctl");
+    fault_control *a = fx_control_open(w, "a.ctl"), *b = fx_control_open(w, "b.ctl");
     persistor *p = fx_open(w, "fail_open");
     fx_ids *ids = fx_ids_new("g", 8);
     fx_append_ok(p, ids, 0);
@@ -658,7 +640,7 @@ static void test_audit_with_no_fallback_and_a_dead_primary_is_not_stored_and_log
     fx_world *w = *state;
     fx_begin(w, "g-audit-fail-open");
     ft_profiles_alone(w);
-    fault_control *c = ft_control(w, "primary.ctl");
+    fault_control *c = fx_control_open(w, "primary.ctl");
     persistor *p = fx_open(w, "alone");
     char v0[PERSISTOR_ID_MAX + 1], i0[PERSISTOR_ID_MAX + 1], t0[PERSISTOR_ID_MAX + 1];
     persistor_error err = {0};
@@ -744,7 +726,7 @@ static void test_audit_saved_during_an_outage_reaches_the_primary_once(void **st
     fx_world *w = *state;
     fx_begin(w, "h-audit-outage-fault-sqlite");
     fx_profiles_fault_sqlite_lmdb(w, "fail_closed");
-    fault_control *c = ft_control(w, "primary.ctl");
+    fault_control *c = fx_control_open(w, "primary.ctl");
     persistor *p = fx_open(w, "main");
     fx_audit a;
     memset(&a, 0, sizeof a);

@@ -204,8 +204,7 @@ static void test_mongod_hangs_breaker_opens_then_calls_never_reach_it(void **sta
     fx_path(w, "primary.ctl", ctl);
     int timeout = fx_scale() < 1.0 ? 3000 : 1500;
     fm_profiles(w, db, timeout, timeout, ctl);
-    fault_control *c = fault_control_open(ctl);
-    assert_non_null(c);
+    fault_control *c = fx_control_open(w, "primary.ctl");
     persistor *p = fx_open(w, "main");
     const size_t healthy = 20, calls = 200;
     fx_ids *ids = fx_ids_new("c", healthy + 5 + calls);
@@ -255,11 +254,7 @@ static void test_mongod_retryable_code_succeeds_on_the_primary_after_retries(voi
     assert_int_equal(fx_log_count(w, "retry_scheduled", "\"code\":\"E_RETRY\""), 2);
     assert_int_equal(fx_log_count(w, "adapter_failover", NULL), 0);
     assert_false(persistor_degraded(p));
-    persistor_health h;
-    fx_health(p, &h);
-    assert_string_equal(h.adapters[0].breaker, "closed");
-    assert_int_equal(h.adapters[1].journal_pending, 0);
-    persistor_health_free(&h);
+    fx_breaker_is(p, "closed", 0);
     persistor_close(p);
     fx_counts cnt;
     fx_check_invariant(w, "primary", ids, &cnt);
@@ -290,11 +285,7 @@ static void test_mongod_permanent_code_is_the_answer_nothing_fails_over(void **s
     assert_int_equal(fx_log_count(w, "adapter_failover", NULL), 0);
     assert_false(persistor_degraded(p));
     fx_append_ok(p, ids, 2); /* the primary still takes writes */
-    persistor_health h;
-    fx_health(p, &h);
-    assert_string_equal(h.adapters[0].breaker, "closed");
-    assert_int_equal(h.adapters[1].journal_pending, 0);
-    persistor_health_free(&h);
+    fx_breaker_is(p, "closed", 0);
     persistor_close(p);
     fx_counts cnt;
     fx_check_invariant(w, "primary", ids, &cnt);

@@ -135,11 +135,9 @@ static void test_killed_during_replay_then_two_processes_replay_at_once(void **s
     fx_world *w = *state;
     fx_begin(w, "f-killed-during-replay");
     fx_profiles_fault_sqlite_lmdb(w, "fail_closed");
-    char ctl[FX_PATH_MAX], answers[FX_PATH_MAX];
-    fx_path(w, "primary.ctl", ctl);
+    char answers[FX_PATH_MAX];
     fx_path(w, "answers.bin", answers);
-    fault_control *c = fault_control_open(ctl);
-    assert_non_null(c);
+    fault_control *c = fx_control_open(w, "primary.ctl");
     /* At least seven replay batches: after the kill point (the second
      * one's start, plus at most 40 ms) five are left, 250 ms of delays at
      * least, so the kill always lands in the middle of the replay. */
