@@ -83,6 +83,16 @@ typedef int32_t (*router_attempt_fn)(router_adapter *a, void *ctx, persistor_err
 int32_t router_attempt(router *r, router_adapter *a, const char *operation, bool idempotent,
                        router_attempt_fn fn, void *ctx, persistor_error *err);
 
+/* Drain query `q` on `a` (its lock held by the caller), handing each
+ * document to `visit`: how the core emulates a slot an adapter leaves
+ * NULL, and reads a journal.  `visit` returns OK for more, ITER_END to stop
+ * early, or an error that ends the scan.  OK once the scan ended, else the
+ * first error (the adapter's or visit's). */
+typedef int32_t (*router_visit_fn)(void *ctx, const uint8_t *doc, uint32_t len,
+                                   persistor_error *err);
+int32_t router_adapter_scan(router_adapter *a, const char *collection, const persistor_query *q,
+                            router_visit_fn visit, void *ctx, persistor_error *err);
+
 /* count (stats NULL) or stats of one collection: the adapter's slot, or
  * a scan of a query on that adapter.  A router_attempt_fn. */
 typedef struct router_count_ctx {

@@ -183,21 +183,13 @@ void router_cursor_close(router_cursor *c)
     free(c);
 }
 
-/* Drain a query for `filter` on `a` (its lock held by the caller),
- * handing each document to `visit`: how the core emulates a slot an
- * adapter leaves NULL.  OK once every document was visited. */
-typedef int32_t (*router_visit_fn)(void *ctx, const uint8_t *doc, uint32_t len,
-                                   persistor_error *err);
-
-static int32_t router_adapter_scan(router_adapter *a, const char *collection,
-                                   const uint8_t *filter, uint32_t filter_len,
-                                   router_visit_fn visit, void *ctx, persistor_error *err)
+int32_t router_adapter_scan(router_adapter *a, const char *collection, const persistor_query *q,
+                            router_visit_fn visit, void *ctx, persistor_error *err)
 {
-    persistor_query q = {.struct_size = sizeof q, .filter = filter, .filter_len = filter_len};
     persistor_cursor *cursor = NULL;
     const uint8_t *doc;
     uint32_t len;
-    int32_t rc = a->api->query(a->inst, collection, &q, &cursor, err);
+    int32_t rc = a->api->query(a->inst, collection, q, &cursor, err);
     while (rc == PERSISTOR_OK && (rc = a->api->cursor_next(cursor, &doc, &len, err)) == PERSISTOR_OK)
         rc = visit(ctx, doc, len, err);
     if (cursor != NULL)
@@ -226,8 +218,8 @@ int32_t router_count_attempt(router_adapter *a, void *ctx, persistor_error *err)
     if (c->stats == NULL && a->api->count != NULL)
         return a->api->count(a->inst, c->collection, c->filter, c->filter_len, c->out, err);
     persistor_collection_stats st = {.struct_size = sizeof st};
-    int32_t rc = router_adapter_scan(a, c->collection, c->filter, c->filter_len, router_tally,
-                                     &st, err);
+    persistor_query q = {.struct_size = sizeof q, .filter = c->filter, .filter_len = c->filter_len};
+    int32_t rc = router_adapter_scan(a, c->collection, &q, router_tally, &st, err);
     if (rc != PERSISTOR_OK)
         return rc;
     if (c->stats != NULL) {
@@ -283,11 +275,11 @@ static int32_t router_group_attempt(router_adapter *a, void *ctx, persistor_erro
     if (a->api->group_count != NULL)
         return a->api->group_count(a->inst, c->collection, c->filter, c->filter_len, c->field,
                                    c->out, err);
+    persistor_query q = {.struct_size = sizeof q, .filter = c->filter, .filter_len = c->filter_len};
     group_counter *g = NULL;
     int32_t rc = group_counter_new(c->field, &g, err);
     if (rc == PERSISTOR_OK)
-        rc = router_adapter_scan(a, c->collection, c->filter, c->filter_len, router_group_visit,
-                                 g, err);
+        rc = router_adapter_scan(a, c->collection, &q, router_group_visit, g, err);
     if (rc == PERSISTOR_OK)
         rc = group_counter_finish(g, c->out, err);
     group_counter_free(g);
@@ -449,6 +441,32 @@ int32_t router_write(router *r, const char *collection, const persistor_write_op
 /* ------------------------------------------------------------------ */
 /* TTL                                                                */
 
+/* The string _ids of the documents a scan visits (a router_visit_fn):
+ * collected first, as deleting while a cursor is open is not allowed. */
+typedef struct router_expire_ctx {
+    const char *collection;
+    persistor_string_list ids;
+} router_expire_ctx;
+
+static int32_t router_expire_collect(void *ctx, const uint8_t *doc, uint32_t len,
+                                     persistor_error *err)
+{
+    router_expire_ctx *c = ctx;
+    bson_t view;
+    bson_iter_t it;
+    if (!bson_init_static(&view, doc, len) || !bson_iter_init_find(&it, &view, "_id") ||
+        !BSON_ITER_HOLDS_UTF8(&it))
+        return PERSISTOR_OK;
+    char **grown = realloc(c->ids.items, (c->ids.count + 1) * sizeof *grown);
+    char *id = grown ? strdup(bson_iter_utf8(&it, NULL)) : NULL;
+    if (grown != NULL)
+        c->ids.items = grown;
+    if (id == NULL)
+        return error_set(err, PERSISTOR_E_NOMEM, "out of memory expiring %s", c->collection);
+    c->ids.items[c->ids.count++] = id;
+    return PERSISTOR_OK;
+}
+
 /* Delete, on one adapter, every document of `coll` whose TTL field is
  * before the cutoff: the adapter's own expire, or a query and deletes. */
 static int32_t adapter_expire(router_adapter *a, const router_collection *coll, int64_t cutoff,
@@ -473,59 +491,30 @@ static int32_t adapter_expire(router_adapter *a, const router_collection *coll, 
     persistor_query q = {.struct_size = sizeof q,
                          .filter = bson_get_data(&filter),
                          .filter_len = filter.len};
-    /* Collect ids first: deleting while a cursor is open is not allowed. */
-    persistor_string_list ids = {0};
-    persistor_cursor *cursor = NULL;
+    router_expire_ctx c = {spec->name, {0}};
     router_adapter_lock(a);
-    int32_t rc = a->api->query(a->inst, spec->name, &q, &cursor, err);
+    int32_t rc = router_adapter_scan(a, spec->name, &q, router_expire_collect, &c, err);
     router_adapter_unlock(a);
-    const uint8_t *doc;
-    uint32_t len;
-    while (rc == PERSISTOR_OK) {
-        router_adapter_lock(a);
-        rc = a->api->cursor_next(cursor, &doc, &len, err);
-        router_adapter_unlock(a);
-        bson_t view;
-        bson_iter_t it;
-        if (rc != PERSISTOR_OK || !bson_init_static(&view, doc, len) ||
-            !bson_iter_init_find(&it, &view, "_id") || !BSON_ITER_HOLDS_UTF8(&it))
-            continue;
-        char **grown = realloc(ids.items, (ids.count + 1) * sizeof *grown);
-        char *id = grown ? strdup(bson_iter_utf8(&it, NULL)) : NULL;
-        if (grown != NULL)
-            ids.items = grown;
-        if (id == NULL) {
-            rc = error_set(err, PERSISTOR_E_NOMEM, "out of memory expiring %s", spec->name);
-            break;
-        }
-        ids.items[ids.count++] = id;
-    }
-    if (cursor != NULL) {
-        router_adapter_lock(a);
-        a->api->cursor_close(cursor);
-        router_adapter_unlock(a);
-    }
     bson_destroy(&filter);
-    if (rc == PERSISTOR_ITER_END && ids.count > 0) {
-        persistor_write_op *ops = calloc(ids.count, sizeof *ops);
-        int32_t *results = calloc(ids.count, sizeof *results);
+    size_t n = c.ids.count;
+    if (rc == PERSISTOR_OK && n > 0) {
+        persistor_write_op *ops = calloc(n, sizeof *ops);
+        int32_t *results = calloc(n, sizeof *results);
         if (ops == NULL || results == NULL) {
             rc = error_set(err, PERSISTOR_E_NOMEM, "out of memory expiring %s", spec->name);
         } else {
-            for (size_t i = 0; i < ids.count; i++)
-                ops[i] = (persistor_write_op){.kind = PERSISTOR_WRITE_DELETE, .id = ids.items[i]};
+            for (size_t i = 0; i < n; i++)
+                ops[i] = (persistor_write_op){.kind = PERSISTOR_WRITE_DELETE, .id = c.ids.items[i]};
             router_adapter_lock(a);
-            rc = a->api->write(a->inst, spec->name, ops, (uint32_t)ids.count, results, err);
+            rc = a->api->write(a->inst, spec->name, ops, (uint32_t)n, results, err);
             router_adapter_unlock(a);
-            for (size_t i = 0; rc == PERSISTOR_OK && i < ids.count; i++)
+            for (size_t i = 0; rc == PERSISTOR_OK && i < n; i++)
                 *removed += results[i] == PERSISTOR_OK;
         }
         free(ops);
         free(results);
-    } else if (rc == PERSISTOR_ITER_END) {
-        rc = PERSISTOR_OK;
     }
-    persistor_string_list_free(&ids);
+    persistor_string_list_free(&c.ids);
     return router_adapter_fail(a, rc, err);
 }
 

@@ -124,6 +124,19 @@ typedef struct replay_read_ctx {
     const char *after;
 } replay_read_ctx;
 
+/* Copy one entry into the batch (a router_visit_fn); stop once it is full. */
+static int32_t replay_keep(void *ctx, const uint8_t *doc, uint32_t len, persistor_error *err)
+{
+    replay_batch *b = ctx;
+    uint8_t *copy = malloc(len);
+    if (copy == NULL)
+        return error_set(err, PERSISTOR_E_NOMEM, "out of memory reading the journal");
+    memcpy(copy, doc, len);
+    b->data[b->n] = copy;
+    b->len[b->n++] = len;
+    return b->n < REPLAY_BATCH ? PERSISTOR_OK : PERSISTOR_ITER_END;
+}
+
 static int32_t replay_read_attempt(router_adapter *a, void *ctx, persistor_error *err)
 {
     replay_read_ctx *c = ctx;
@@ -140,27 +153,11 @@ static int32_t replay_read_attempt(router_adapter *a, void *ctx, persistor_error
                          .sort = bson_get_data(&sort),
                          .sort_len = sort.len,
                          .limit = REPLAY_BATCH};
-    persistor_cursor *cursor = NULL;
     replay_batch_clear(c->batch);
-    int32_t rc = a->api->query(a->inst, JOURNAL_COLLECTION, &q, &cursor, err);
-    const uint8_t *doc;
-    uint32_t len;
-    while (rc == PERSISTOR_OK && c->batch->n < REPLAY_BATCH &&
-           (rc = a->api->cursor_next(cursor, &doc, &len, err)) == PERSISTOR_OK) {
-        uint8_t *copy = malloc(len);
-        if (copy == NULL) {
-            rc = error_set(err, PERSISTOR_E_NOMEM, "out of memory reading the journal");
-            break;
-        }
-        memcpy(copy, doc, len);
-        c->batch->data[c->batch->n] = copy;
-        c->batch->len[c->batch->n++] = len;
-    }
-    if (cursor != NULL)
-        a->api->cursor_close(cursor);
+    int32_t rc = router_adapter_scan(a, JOURNAL_COLLECTION, &q, replay_keep, c->batch, err);
     bson_destroy(&filter);
     bson_destroy(&sort);
-    return rc == PERSISTOR_ITER_END || rc == PERSISTOR_OK ? PERSISTOR_OK : rc;
+    return rc;
 }
 
 /* Apply a run of entries of one collection to the primary; count them. */
