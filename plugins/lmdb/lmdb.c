@@ -474,7 +474,7 @@ static void lm_close(persistor_instance *inst)
 {
     if (inst->rtxn != NULL)
         mdb_txn_abort(inst->rtxn);
-    lm_cache_free(inst);
+    sorters_cache_free(inst->host, &inst->sort);
     while (inst->colls != NULL) {
         lm_coll *c = inst->colls;
         inst->colls = c->next;

@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <bson/bson.h>
-
 #include "lmdb_private.h"
 
 int32_t lm_coll_get(persistor_instance *inst, const char *name, lm_coll **out,
@@ -150,30 +148,6 @@ void lm_coll_free(persistor_instance *inst, lm_coll *c)
     if (c->version != NULL)
         inst->host->sorter_free(c->version);
     free(c);
-}
-
-/* Compile {version_field: 1} for upsert-if-newer into c->version; none
- * when the spec names no version_field (a host older than the field hands a
- * shorter spec: only what its struct_size covers is read).  Nothing on disk
- * depends on it.  OK, E_CONFIG. */
-static int32_t lm_version_sorter(persistor_instance *inst, lm_coll *c, persistor_error *err)
-{
-    const persistor_collection_spec *spec = c->spec;
-    size_t end = offsetof(persistor_collection_spec, version_field) + sizeof spec->version_field;
-    const char *field = spec->struct_size >= end ? spec->version_field : NULL;
-    persistor_error why = {0};
-    if (field == NULL)
-        return PERSISTOR_OK;
-    bson_t sort = BSON_INITIALIZER;
-    int32_t rc = BSON_APPEND_INT32(&sort, field, 1)
-                     ? inst->host->sorter_new(bson_get_data(&sort), sort.len, &c->version, &why)
-                     : PERSISTOR_E_INVALID;
-    bson_destroy(&sort);
-    if (rc != PERSISTOR_OK)
-        return inst->host->error_set(err, PERSISTOR_E_CONFIG, "%s: version_field \"%s\": %s",
-                                     spec->name, field, why.message[0] ? why.message
-                                                                       : "not a field path");
-    return PERSISTOR_OK;
 }
 
 /* ---- clean flags ---------------------------------------------------- */
@@ -436,7 +410,8 @@ int32_t lm_ensure_collection(persistor_instance *inst,
     c->spec = spec;
     c->n_idx = spec->n_indexes;
     c->has_ttl = spec->ttl_seconds > 0 && spec->ttl_field != NULL;
-    if ((rc = lm_version_sorter(inst, c, err)) != PERSISTOR_OK) {
+    /* Nothing on disk depends on the version sorter. */
+    if ((rc = sorters_version(host, spec, &c->version, err)) != PERSISTOR_OK) {
         lm_coll_free(inst, c);
         return rc;
     }

@@ -9,7 +9,9 @@
  *   lmdb_index.c  keys (ids, index entries, TTL), and the writes that keep
  *                 documents, indexes, TTL and counters in step; expire.
  *   lmdb_query.c  query planning, scans, cursors, count.
- *   lmdb_read.c   get, exists; the sorter and filter shapes kept.
+ *   lmdb_read.c   get, exists; the filter shapes kept.
+ *   ../sorters.h  the version sorter and the last sort kept (shared
+ *                 with sqlite as source: static inline).
  *
  * On-disk layout (named sub-databases of one environment):
  *
@@ -51,6 +53,8 @@
 #include <lmdb.h>
 
 #include "persistor/adapter.h"
+
+#include "../sorters.h"
 
 #define LM_PREFIX 400u                    /* bytes of a long key kept as is */
 #define LM_GROUP_LEN (LM_PREFIX + 8u)     /* prefix + hash: one hash group */
@@ -121,9 +125,7 @@ struct persistor_instance {
     uint8_t *scratch;                /* a copy of a document being replaced */
     size_t scratch_cap;
     /* Compiled once, reused (calls are serialised; see lmdb_read.c). */
-    uint8_t *sort_bytes;             /* the sort the cached sorter compiled */
-    uint32_t sort_len;
-    persistor_sorter *sorter;
+    sorters_cache sort;              /* the last sort, compiled */
     lm_shape shapes[LM_SHAPES];      /* filter shapes matcher_new accepted */
     uint32_t next_shape;
 };
@@ -201,14 +203,10 @@ int32_t lm_cursor_next(persistor_cursor *cur, const uint8_t **doc, uint32_t *len
 void lm_cursor_close(persistor_cursor *cur);
 
 /* ---- lmdb_read.c ---- */
-void lm_cache_free(persistor_instance *inst); /* the kept sorter */
 /* The matcher of `filter`, or NULL in *m when its shape is known good (then
  * compiled only if a candidate must be matched).  OK or matcher_new's. */
 int32_t lm_matcher(persistor_instance *inst, const uint8_t *filter, uint32_t len,
                    persistor_matcher **m, persistor_error *err);
-/* The sorter of `sort`, kept by the instance (not to be freed). */
-int32_t lm_sorter(persistor_instance *inst, const uint8_t *sort, uint32_t len,
-                  const persistor_sorter **out, persistor_error *err);
 int32_t lm_count(persistor_instance *inst, const char *collection, const uint8_t *filter,
                  uint32_t filter_len, uint64_t *out, persistor_error *err);
 

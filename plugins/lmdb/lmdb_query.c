@@ -667,7 +667,8 @@ int32_t lm_query(persistor_instance *inst, const char *collection, const persist
     int32_t rc = lm_coll_get(inst, collection, &c, err);
     if (rc != PERSISTOR_OK || (rc = lm_matcher(inst, q->filter, q->filter_len, &m, err)) != 0)
         return rc;
-    if (has_sort && (rc = lm_sorter(inst, q->sort, q->sort_len, &so, err)) != PERSISTOR_OK) {
+    if (has_sort &&
+        (rc = sorters_cached(host, &inst->sort, q->sort, q->sort_len, &so, err)) != PERSISTOR_OK) {
         if (m != NULL)
             host->matcher_free(m);
         return rc;

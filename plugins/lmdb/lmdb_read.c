@@ -1,9 +1,8 @@
 /*
  * lmdb_read.c — get and exists (one key, no plan), and what queries
- * compile once and reuse: the sorter of the last sort, and the filter
- * shapes host->matcher_new accepted (lmdb_query.c runs the queries).
+ * compile once and reuse: the filter shapes host->matcher_new accepted
+ * (lmdb_query.c runs the queries; the last sort is kept by ../sorters.h).
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include <bson/bson.h>
@@ -65,8 +64,8 @@ int32_t lm_exists(persistor_instance *inst, const char *collection, const char *
  * so that all adapters refuse the same ones.  Compiling is a good part of
  * a small query, so:
  *
- * - the sorter of the last sort document is kept and reused while the
- *   bytes are the same (sorter_new depends on nothing else);
+ * - the sorter of the last sort document is kept in inst->sort and
+ *   reused while the bytes are the same (sorters_cached, ../sorters.h);
  * - a filter of nothing but {field: scalar} pairs has a shape, its keys
  *   and their types.  Whether matcher_new accepts such a filter does not
  *   depend on the values (a scalar's bytes are framing, which we check
@@ -143,41 +142,4 @@ int32_t lm_matcher(persistor_instance *inst, const uint8_t *filter, uint32_t len
         inst->next_shape = (inst->next_shape + 1) % LM_SHAPES;
     }
     return PERSISTOR_OK;
-}
-
-/* The sorter of `sort` (kept by the instance: not to be freed). */
-int32_t lm_sorter(persistor_instance *inst, const uint8_t *sort, uint32_t len,
-                         const persistor_sorter **out, persistor_error *err)
-{
-    const persistor_host *host = inst->host;
-    if (inst->sorter != NULL && inst->sort_len == len && memcmp(inst->sort_bytes, sort, len) == 0) {
-        *out = inst->sorter;
-        return PERSISTOR_OK;
-    }
-    persistor_sorter *so;
-    int32_t rc = host->sorter_new(sort, len, &so, err);
-    if (rc != PERSISTOR_OK)
-        return rc;
-    uint8_t *copy = malloc(len);
-    if (copy == NULL) {
-        host->sorter_free(so);
-        return host->error_set(err, PERSISTOR_E_NOMEM, "out of memory compiling a sort");
-    }
-    memcpy(copy, sort, len);
-    lm_cache_free(inst);
-    inst->sort_bytes = copy;
-    inst->sort_len = len;
-    inst->sorter = so;
-    *out = so;
-    return PERSISTOR_OK;
-}
-
-void lm_cache_free(persistor_instance *inst)
-{
-    if (inst->sorter != NULL)
-        inst->host->sorter_free(inst->sorter);
-    free(inst->sort_bytes);
-    inst->sorter = NULL;
-    inst->sort_bytes = NULL;
-    inst->sort_len = 0;
 }

@@ -472,30 +472,6 @@ static int32_t sq_check_spec(persistor_instance *inst, const persistor_collectio
     return PERSISTOR_OK;
 }
 
-/* Compile {version_field: 1} for upsert-if-newer into c->version; none
- * when the spec names no version_field (a host older than the field hands a
- * shorter spec: only what its struct_size covers is read).  OK, E_CONFIG. */
-static int32_t sq_version_sorter(persistor_instance *inst, sq_collection *c,
-                                 persistor_error *err)
-{
-    const persistor_collection_spec *spec = c->spec;
-    size_t end = offsetof(persistor_collection_spec, version_field) + sizeof spec->version_field;
-    const char *field = spec->struct_size >= end ? spec->version_field : NULL;
-    persistor_error why = {0};
-    if (field == NULL)
-        return PERSISTOR_OK;
-    bson_t sort = BSON_INITIALIZER;
-    int32_t prc = BSON_APPEND_INT32(&sort, field, 1)
-                      ? inst->host->sorter_new(bson_get_data(&sort), sort.len, &c->version, &why)
-                      : PERSISTOR_E_INVALID;
-    bson_destroy(&sort);
-    if (prc != PERSISTOR_OK)
-        return inst->host->error_set(err, PERSISTOR_E_CONFIG, "%s: version_field \"%s\": %s",
-                                     spec->name, field, why.message[0] ? why.message
-                                                                       : "not a field path");
-    return PERSISTOR_OK;
-}
-
 int32_t sq_ensure_collection(persistor_instance *inst, const persistor_collection_spec *spec,
                              persistor_error *err)
 {
@@ -512,7 +488,7 @@ int32_t sq_ensure_collection(persistor_instance *inst, const persistor_collectio
         goto done;
     }
     c->spec = spec;
-    if ((prc = sq_version_sorter(inst, c, err)) != PERSISTOR_OK)
+    if ((prc = sorters_version(host, spec, &c->version, err)) != PERSISTOR_OK)
         goto done;
     sq_hex_name(c->table, sizeof c->table, "c_", spec->name);
     sq_hex_name(p.hex, sizeof p.hex, "", spec->name);

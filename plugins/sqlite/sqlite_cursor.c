@@ -314,44 +314,17 @@ void sq_query_cache_free(persistor_instance *inst)
     if (inst->spare != NULL)
         sq_cursor_free(inst->spare);
     inst->spare = NULL;
-    if (inst->sorter != NULL)
-        inst->host->sorter_free(inst->sorter);
-    inst->sorter = NULL;
-    free(inst->sort_bytes);
-    inst->sort_bytes = NULL;
+    sorters_cache_free(inst->host, &inst->sort);
 }
 
 /* The compiled sort of `q` (NULL when unsorted), kept by the instance. */
 static int32_t sq_sorter(persistor_instance *inst, const persistor_query *q,
                          const persistor_sorter **out, persistor_error *err)
 {
-    const persistor_host *host = inst->host;
-    persistor_sorter *s;
     *out = NULL;
     if (q->sort == NULL || q->sort_len == 0)
         return PERSISTOR_OK;
-    if (inst->sorter != NULL && inst->sort_len == q->sort_len &&
-        memcmp(inst->sort_bytes, q->sort, q->sort_len) == 0) {
-        *out = inst->sorter;
-        return PERSISTOR_OK;
-    }
-    int32_t rc = host->sorter_new(q->sort, q->sort_len, &s, err);
-    if (rc != PERSISTOR_OK)
-        return rc;
-    uint8_t *bytes = malloc(q->sort_len);
-    if (bytes == NULL) {
-        host->sorter_free(s);
-        return host->error_set(err, PERSISTOR_E_NOMEM, "out of memory for a sort");
-    }
-    memcpy(bytes, q->sort, q->sort_len);
-    if (inst->sorter != NULL)
-        host->sorter_free(inst->sorter);
-    free(inst->sort_bytes);
-    inst->sorter = s;
-    inst->sort_bytes = bytes;
-    inst->sort_len = q->sort_len;
-    *out = s;
-    return PERSISTOR_OK;
+    return sorters_cached(inst->host, &inst->sort, q->sort, q->sort_len, out, err);
 }
 
 int32_t sq_query(persistor_instance *inst, const char *collection, const persistor_query *q,

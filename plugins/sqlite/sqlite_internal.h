@@ -9,6 +9,8 @@
  *                        and running a plan
  *   sqlite_cursor.c      query and count: cursors, the answer's order, and
  *                        what a query reuses from the last one
+ *   ../sorters.h         the version sorter and the last sort kept (shared
+ *                        with lmdb as source: static inline)
  *
  * Nothing here is exported: only persistor_adapter_entry leaves the .so.
  *
@@ -29,6 +31,8 @@
 #include <sqlite3.h>
 
 #include "persistor/adapter.h"
+
+#include "../sorters.h"
 
 /* "PRST": the application_id of a persistor store (PRAGMA application_id). */
 #define SQ_APPLICATION_ID 0x50525354
@@ -92,9 +96,7 @@ struct persistor_instance {
     /* Kept from one query to the next (sqlite_cursor.c): the last valid
      * sort compiled (same bytes, same sorter) and a closed cursor's
      * buffers. */
-    uint8_t *sort_bytes;
-    uint32_t sort_len;
-    persistor_sorter *sorter;
+    sorters_cache sort;
     persistor_cursor *spare;
 };
 
