@@ -61,8 +61,7 @@ static int32_t mg_list_indexes(persistor_instance *inst, mongoc_collection_t *co
             BSON_APPEND_DOCUMENT(present, bson_iter_utf8(&it, NULL), doc);
     }
     int32_t rc = PERSISTOR_OK;
-    if (mongoc_cursor_error_document(cur, &berr, &reply) &&
-        !(berr.domain == MONGOC_ERROR_SERVER && berr.code == 26)) /* NamespaceNotFound */
+    if (mongoc_cursor_error_document(cur, &berr, &reply) && !mg_no_namespace(&berr))
         rc = mg_error(inst, err, &berr, reply, MG_READ, "listIndexes", name);
     mongoc_cursor_destroy(cur);
     return rc;

@@ -81,6 +81,13 @@ int32_t mg_error_class(uint32_t domain, uint32_t code, const char *message, cons
 int32_t mg_error(persistor_instance *inst, persistor_error *err, const bson_error_t *error,
                  const bson_t *reply, int kind, const char *op, const char *collection);
 
+/* Is `error` the server's NamespaceNotFound (26)?  For a read of a
+ * collection nobody wrote yet that is an empty answer, not a failure. */
+static inline bool mg_no_namespace(const bson_error_t *error)
+{
+    return error->domain == MONGOC_ERROR_SERVER && error->code == 26;
+}
+
 /* Copy `text` into out (cap bytes) with the instance's password blanked. */
 void mg_scrub(const persistor_instance *inst, const char *text, char *out, size_t cap);
 

@@ -579,7 +579,7 @@ static int32_t mg_stats_collstats(persistor_instance *inst, mongoc_client_t *cli
                                              &berr)) {
         out->item_count = (uint64_t)mg_reply_int(&reply, "count");
         out->total_size = (uint64_t)mg_reply_int(&reply, "size");
-    } else if (berr.domain == MONGOC_ERROR_SERVER && berr.code == 26) {
+    } else if (mg_no_namespace(&berr)) {
         out->item_count = out->total_size = 0;
     } else {
         rc = mg_error(inst, err, &berr, &reply, MG_READ, "stats", collection);
@@ -609,7 +609,7 @@ int32_t mg_stats(persistor_instance *inst, const char *collection,
         out->total_size = (uint64_t)mg_reply_int(doc, "size");
     } else if (mongoc_cursor_error_document(cur, &berr, &reply)) {
         int32_t cls = mg_error_class(berr.domain, berr.code, berr.message, reply, MG_READ, NULL);
-        if (berr.domain == MONGOC_ERROR_SERVER && berr.code == 26)
+        if (mg_no_namespace(&berr))
             ; /* no such collection: empty */
         else if (berr.domain == MONGOC_ERROR_SERVER &&
                  (cls == PERSISTOR_E_INVALID || cls == PERSISTOR_E_UNAVAILABLE))
