@@ -59,20 +59,39 @@ static const persistor_index_spec incident_indexes[] = {
     INDEX("severity_1_timestamp_1", k_severity_timestamp, 0),
 };
 
+static int32_t audit_build_validation(const record *rec, int64_t now, bson_t *doc, char *id,
+                                      persistor_error *err);
+static int32_t audit_build_result(const record *rec, int64_t now, bson_t *doc, char *id,
+                                  persistor_error *err);
+static int32_t audit_build_incident(const record *rec, int64_t now, bson_t *doc, char *id,
+                                    persistor_error *err);
+
+/* What every saved audit record logs, when it has it. */
+static const char *const audit_logged[] = {"plan_id", "workflow_id", "status", "type",
+                                           "severity"};
+#define AUDIT_SAVE(kind, event, write_kind, build)                                            \
+    {kind, event, event "_saved", write_kind, build, audit_logged,                            \
+     sizeof audit_logged / sizeof audit_logged[0]}
+
 typedef struct audit_collection {
-    profile_collection_kind kind;
+    record_kind save; /* its collection, and how a record is built and written */
     const persistor_index_spec *indexes;
     uint32_t n_indexes;
     const char *time_field;    /* the record's date: TTL runs on it */
     const char *version_field; /* for replays of upserts, or NULL */
-    const char *event;         /* <event>_saved, <event>_persist_failed */
 } audit_collection;
 
+/* Indexed by persistor_audit_kind - 1. */
 static const audit_collection audit_collections[] = {
-    {PROFILE_COLL_VALIDATION_AUDIT, validation_indexes, 4, "timestamp", NULL, "validation_audit"},
-    {PROFILE_COLL_WORKFLOW_RESULTS, result_indexes, 5, "consolidated_at", "updated_at",
-     "workflow_result"},
-    {PROFILE_COLL_INCIDENTS, incident_indexes, 5, "timestamp", NULL, "incident"},
+    {AUDIT_SAVE(PROFILE_COLL_VALIDATION_AUDIT, "validation_audit",
+                PERSISTOR_WRITE_INSERT_IF_ABSENT, audit_build_validation),
+     validation_indexes, 4, "timestamp", NULL},
+    {AUDIT_SAVE(PROFILE_COLL_WORKFLOW_RESULTS, "workflow_result", PERSISTOR_WRITE_UPSERT,
+                audit_build_result),
+     result_indexes, 5, "consolidated_at", "updated_at"},
+    {AUDIT_SAVE(PROFILE_COLL_INCIDENTS, "incident", PERSISTOR_WRITE_INSERT_IF_ABSENT,
+                audit_build_incident),
+     incident_indexes, 5, "timestamp", NULL},
 };
 
 size_t audit_collection_specs(const profile *prof, persistor_collection_spec *specs)
@@ -80,7 +99,7 @@ size_t audit_collection_specs(const profile *prof, persistor_collection_spec *sp
     size_t n = sizeof audit_collections / sizeof audit_collections[0];
     for (size_t i = 0; i < n; i++) {
         const audit_collection *a = &audit_collections[i];
-        const profile_collection *c = &prof->collections[a->kind];
+        const profile_collection *c = &prof->collections[a->save.kind];
         specs[i] = (persistor_collection_spec){
             .struct_size = sizeof specs[i],
             .name = c->name,
@@ -242,35 +261,7 @@ int32_t persistor_audit_save(persistor *p, persistor_audit_kind kind,
                              const persistor_record_input *in, char id_out[PERSISTOR_ID_MAX + 1],
                              persistor_error *err)
 {
-    static const char *const logged[] = {"plan_id", "workflow_id", "status", "type", "severity"};
     if (kind < PERSISTOR_AUDIT_VALIDATION || kind > PERSISTOR_AUDIT_INCIDENT)
         return error_set(err, PERSISTOR_E_INVALID, "unknown audit record kind %d", (int)kind);
-    const audit_collection *coll = &audit_collections[(size_t)kind - 1];
-    char what[PERSISTOR_ID_MAX + 64];
-    record_describe(what, sizeof what, profile_collection_key(coll->kind), in);
-    record rec = {.what = what};
-    bson_t owned = BSON_INITIALIZER, *doc = bson_new();
-    char id[PERSISTOR_ID_MAX + 1] = "";
-    int32_t rc = record_parse(in, &rec, &owned, err);
-    int64_t now = router_now_ms(p->router);
-    if (rc == PERSISTOR_OK)
-        rc = kind == PERSISTOR_AUDIT_VALIDATION ? audit_build_validation(&rec, now, doc, id, err)
-             : kind == PERSISTOR_AUDIT_WORKFLOW_RESULT
-                 ? audit_build_result(&rec, now, doc, id, err)
-                 : audit_build_incident(&rec, now, doc, id, err);
-    if (rc == PERSISTOR_OK)
-        rc = record_store(p, coll->kind, coll->event,
-                          kind == PERSISTOR_AUDIT_WORKFLOW_RESULT ? PERSISTOR_WRITE_UPSERT
-                                                                  : PERSISTOR_WRITE_INSERT_IF_ABSENT,
-                          doc, id, what, err);
-    if (rc == PERSISTOR_OK || rc == PERSISTOR_EXISTS) {
-        char event[64];
-        snprintf(event, sizeof event, "%s_saved", coll->event);
-        record_log_saved(&rec, event, id, logged, sizeof logged / sizeof logged[0], rc);
-    }
-    if (id_out != NULL)
-        snprintf(id_out, PERSISTOR_ID_MAX + 1, "%s", id);
-    bson_destroy(doc);
-    bson_destroy(&owned);
-    return rc;
+    return record_save(p, &audit_collections[(size_t)kind - 1].save, in, id_out, err);
 }

@@ -14,16 +14,21 @@
 #include "log.h"
 #include "record.h"
 
-void record_describe(char *what, size_t cap, const char *collection,
-                     const persistor_record_input *in)
+/* "<collection> record", plus " (<json_source>)" when the record is JSON
+ * with a source name, into what[cap]. */
+static void record_describe(char *what, size_t cap, const char *collection,
+                            const persistor_record_input *in)
 {
     bool named = in != NULL && in->bson == NULL && in->json_source != NULL;
     snprintf(what, cap, "%s record%s%s%s", collection, named ? " (" : "",
              named ? in->json_source : "", named ? ")" : "");
 }
 
-int32_t record_parse(const persistor_record_input *in, record *rec, bson_t *owned,
-                     persistor_error *err)
+/* Point rec->in at the caller's document: its BSON (checked with
+ * bson_check_document), or its JSON parsed into `owned` (an empty document
+ * the caller destroys after rec->in's last use).  OK or E_INVALID. */
+static int32_t record_parse(const persistor_record_input *in, record *rec, bson_t *owned,
+                            persistor_error *err)
 {
     if (in == NULL || in->struct_size < sizeof *in)
         return error_set(err, PERSISTOR_E_INVALID,
@@ -124,9 +129,11 @@ void record_copy_fields(const record *rec, bson_t *doc, const char *const *skip,
     }
 }
 
-int32_t record_store(persistor *p, profile_collection_kind kind, const char *event,
-                     uint32_t write_kind, const bson_t *doc, const char *id, const char *what,
-                     persistor_error *err)
+/* Write `doc` (whose _id is `id`) to collection `kind` as one write of
+ * `write_kind`, fail open or closed as the profile says. */
+static int32_t record_store(persistor *p, profile_collection_kind kind, const char *event,
+                            uint32_t write_kind, const bson_t *doc, const char *id,
+                            const char *what, persistor_error *err)
 {
     if (doc->len > PERSISTOR_MAX_DOCUMENT_BYTES)
         return error_set(err, PERSISTOR_E_INVALID, "%s %s is %u bytes; the limit is %d (16 MiB)",
@@ -138,8 +145,8 @@ int32_t record_store(persistor *p, profile_collection_kind kind, const char *eve
     return rc != PERSISTOR_OK ? rc : result;
 }
 
-void record_log_saved(const record *rec, const char *event, const char *id,
-                      const char *const *paths, size_t n_paths, int32_t result)
+static void record_log_saved(const record *rec, const char *event, const char *id,
+                             const char *const *paths, size_t n_paths, int32_t result)
 {
     log_line line;
     if (!log_begin(&line, PERSISTOR_LOG_INFO, event))
@@ -153,4 +160,26 @@ void record_log_saved(const record *rec, const char *event, const char *id,
     }
     log_bool(&line, "existed", result == PERSISTOR_EXISTS);
     log_end(&line);
+}
+
+int32_t record_save(persistor *p, const record_kind *k, const persistor_record_input *in,
+                    char id_out[PERSISTOR_ID_MAX + 1], persistor_error *err)
+{
+    char what[PERSISTOR_ID_MAX + 64];
+    record_describe(what, sizeof what, profile_collection_key(k->kind), in);
+    record rec = {.what = what};
+    bson_t owned = BSON_INITIALIZER, *doc = bson_new();
+    char id[PERSISTOR_ID_MAX + 1] = "";
+    int32_t rc = record_parse(in, &rec, &owned, err);
+    if (rc == PERSISTOR_OK)
+        rc = k->build(&rec, router_now_ms(p->router), doc, id, err);
+    if (rc == PERSISTOR_OK)
+        rc = record_store(p, k->kind, k->event, k->write_kind, doc, id, what, err);
+    if (rc == PERSISTOR_OK || rc == PERSISTOR_EXISTS)
+        record_log_saved(&rec, k->saved_event, id, k->logged, k->n_logged, rc);
+    if (id_out != NULL)
+        snprintf(id_out, PERSISTOR_ID_MAX + 1, "%s", id);
+    bson_destroy(doc);
+    bson_destroy(&owned);
+    return rc;
 }

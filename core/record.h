@@ -19,19 +19,8 @@
 /* A caller's record being checked. */
 typedef struct record {
     const char *what; /* the subject of messages: "incidents record (t.json)" */
-    bson_t in;        /* the caller's fields: a view, see record_parse */
+    bson_t in;        /* the caller's fields: a view of its BSON or parsed JSON */
 } record;
-
-/* "<collection> record", plus " (<json_source>)" when the record is JSON
- * with a source name, into what[cap]. */
-void record_describe(char *what, size_t cap, const char *collection,
-                     const persistor_record_input *in);
-
-/* Point rec->in at the caller's document: its BSON (checked with
- * bson_check_document), or its JSON parsed into `owned` (an empty document
- * the caller destroys after rec->in's last use).  OK or E_INVALID. */
-int32_t record_parse(const persistor_record_input *in, record *rec, bson_t *owned,
-                     persistor_error *err);
 
 /* The field at `path` (dotted: "correlation.workflow_id"), or false when it
  * is absent or null. */
@@ -59,19 +48,31 @@ int32_t record_refuse(const record *rec, const char *const *fields, size_t n,
 /* Append the record's top-level fields to `doc`, except those in skip[]. */
 void record_copy_fields(const record *rec, bson_t *doc, const char *const *skip, size_t n_skip);
 
-/* Write `doc` (whose _id is `id`) to collection `kind` as one write of
- * `write_kind`.  Returns OK, EXISTS, NOT_STORED (every adapter failed and
- * the collection is fail_open: `<event>_persist_failed` was logged), or an
- * error: E_INVALID for a document over PERSISTOR_MAX_DOCUMENT_BYTES (named
- * by `what` and the id), a storage error under fail_closed. */
-int32_t record_store(persistor *p, profile_collection_kind kind, const char *event,
-                     uint32_t write_kind, const bson_t *doc, const char *id, const char *what,
-                     persistor_error *err);
+/* Check the caller's record and build the stored document `doc` and its
+ * id[PERSISTOR_ID_MAX + 1]; `now` is the handle's clock.  OK or E_INVALID. */
+typedef int32_t (*record_build_fn)(const record *rec, int64_t now, bson_t *doc, char *id,
+                                   persistor_error *err);
 
-/* Log `event` at info: the id, each string field found at paths[] (keyed
- * by the path's last part: "correlation.workflow_id" logs "workflow_id"),
- * and whether the record existed (`result` EXISTS). */
-void record_log_saved(const record *rec, const char *event, const char *id,
-                      const char *const *paths, size_t n_paths, int32_t result);
+/* How one kind of record is saved. */
+typedef struct record_kind {
+    profile_collection_kind kind; /* its collection; its key names it in messages */
+    const char *event;            /* `<event>_persist_failed` under fail_open */
+    const char *saved_event;      /* the info line of a saved record */
+    uint32_t write_kind;          /* PERSISTOR_WRITE_INSERT_IF_ABSENT or _UPSERT */
+    record_build_fn build;
+    const char *const *logged; /* string fields `saved_event` logs, keyed by */
+    size_t n_logged;           /* their path's last part: "workflow_id" */
+} record_kind;
+
+/* Read `in` (BSON or JSON), build it with k->build, and write it as one
+ * write of k->write_kind; on OK or EXISTS log k->saved_event with the id,
+ * the string fields at k->logged[] and whether the record existed.  The id
+ * ("" when none was built) goes to id_out (may be NULL).  Returns OK,
+ * EXISTS, NOT_STORED (every adapter failed and the collection is
+ * fail_open: `<event>_persist_failed` was logged), or an error: E_INVALID
+ * for a bad record or one over PERSISTOR_MAX_DOCUMENT_BYTES, a storage
+ * error under fail_closed. */
+int32_t record_save(persistor *p, const record_kind *k, const persistor_record_input *in,
+                    char id_out[PERSISTOR_ID_MAX + 1], persistor_error *err);
 
 #endif

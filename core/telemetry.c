@@ -149,24 +149,10 @@ int32_t persistor_telemetry_buffer(persistor *p, const persistor_record_input *i
                                    char id_out[PERSISTOR_ID_MAX + 1], persistor_error *err)
 {
     static const char *const logged[] = {"correlation.workflow_id", "source"};
-    char what[PERSISTOR_ID_MAX + 64];
-    record_describe(what, sizeof what, TELEMETRY_EVENT, in);
-    record rec = {.what = what};
-    bson_t owned = BSON_INITIALIZER, *doc = bson_new();
-    char id[PERSISTOR_ID_MAX + 1] = "";
-    int32_t rc = record_parse(in, &rec, &owned, err);
-    if (rc == PERSISTOR_OK)
-        rc = telemetry_build(&rec, router_now_ms(p->router), doc, id, err);
-    if (rc == PERSISTOR_OK)
-        rc = record_store(p, PROFILE_COLL_TELEMETRY_BUFFER, TELEMETRY_EVENT,
-                          PERSISTOR_WRITE_INSERT_IF_ABSENT, doc, id, what, err);
-    if (rc == PERSISTOR_OK || rc == PERSISTOR_EXISTS)
-        record_log_saved(&rec, "telemetry_buffered", id, logged, 2, rc);
-    if (id_out != NULL)
-        snprintf(id_out, PERSISTOR_ID_MAX + 1, "%s", id);
-    bson_destroy(doc);
-    bson_destroy(&owned);
-    return rc;
+    static const record_kind buffered = {PROFILE_COLL_TELEMETRY_BUFFER, TELEMETRY_EVENT,
+                                         "telemetry_buffered", PERSISTOR_WRITE_INSERT_IF_ABSENT,
+                                         telemetry_build, logged, 2};
+    return record_save(p, &buffered, in, id_out, err);
 }
 
 /* ------------------------------------------------------------------ */
