@@ -45,18 +45,26 @@ int cli_take_value(int argc, char **argv, int *i, const char *name, const char *
  * most `limit` bytes; caller frees.  Prints the error and returns NULL. */
 char *cli_read_input(const char *path, size_t limit);
 
+/* A whole number written in digits only (no sign, no space) that fits in
+ * a uint64_t: true with *out, false for anything else (nothing printed). */
+bool cli_parse_digits(const char *text, uint64_t *out);
+
 /* --limit N (`option` names it in the message): digits only, 0 meaning no
  * limit.  CLI_EXIT_OK with *out, or a usage message and its exit code. */
 int cli_parse_limit(const char *option, const char *text, uint64_t *out);
 
 /* Print every record of `it` as one line of relaxed Extended JSON on
- * stdout, after a degraded warning on stderr when a fallback answers.  The
- * iterator stays the caller's to free.  Returns an exit code. */
+ * stdout, after a degraded warning on stderr when a fallback answers, and
+ * free the iterator, whatever happens.  Returns an exit code. */
 int cli_print_records(persistor_record_iter *it);
 
 /* Print each group as the line {"_id": <value>, "total": N}, after a
  * degraded warning when a fallback answered.  Returns an exit code. */
 int cli_print_groups(const persistor_group_list *list);
+
+/* Say on stderr that `what` `id` was not stored (NOT_STORED: fail_open,
+ * no adapter took it), pointing at its `failed_event` log line → 3. */
+int cli_not_stored(const char *what, const char *id, const char *failed_event);
 
 /* Save one record of `what` ("incidents record") read as a JSON object
  * from `file` ("-": stdin) with `save`, and print its id.  NOT_STORED

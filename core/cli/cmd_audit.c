@@ -98,9 +98,7 @@ static int report_print(persistor *p, const audit_report *r, const char *arg, ui
     int32_t rc = r->records(p, arg, limit, &it, &err);
     if (rc != PERSISTOR_OK)
         return cli_fail(rc, &err);
-    int code = cli_print_records(it);
-    persistor_record_iter_free(it);
-    return code;
+    return cli_print_records(it);
 }
 
 static int report_run(const cli_globals *g, const audit_report *r, int argc, char **argv)

@@ -855,9 +855,7 @@ static int bench_d_phase(bench *b, bench_direct *d, const char *adapter, int ph)
 {
     switch (ph) {
     case BENCH_APPEND_1:
-        if (bench_d_append(b, d, adapter, b->w.single, b->w.n_single, 1) != 0)
-            return -1;
-        return 0;
+        return bench_d_append(b, d, adapter, b->w.single, b->w.n_single, 1);
     case BENCH_APPEND_BATCH:
         return bench_d_append(b, d, adapter, b->w.batch, b->w.n, BENCH_BATCH);
     case BENCH_HAS:

@@ -17,15 +17,22 @@
 /* ------------------------------------------------------------------ */
 /* Shared with the other commands (cli.h)                             */
 
-int cli_parse_limit(const char *option, const char *text, uint64_t *out)
+bool cli_parse_digits(const char *text, uint64_t *out)
 {
     /* Digits only: strtoull would take "-1" or " 5" as a number. */
     char *end = NULL;
     errno = 0;
     unsigned long long v = text[0] >= '0' && text[0] <= '9' ? strtoull(text, &end, 10) : 0;
     if (end == NULL || errno != 0 || *end != '\0')
-        return cli_usage("%s expects a number of records (0: no limit), got '%s'", option, text);
+        return false;
     *out = (uint64_t)v;
+    return true;
+}
+
+int cli_parse_limit(const char *option, const char *text, uint64_t *out)
+{
+    if (!cli_parse_digits(text, out))
+        return cli_usage("%s expects a number of records (0: no limit), got '%s'", option, text);
     return CLI_EXIT_OK;
 }
 
@@ -44,12 +51,14 @@ int cli_print_records(persistor_record_iter *it)
             fprintf(stderr, "persistor: record %zu of the answer cannot be printed as JSON "
                             "(not valid BSON or UTF-8)\n",
                     n);
+            persistor_record_iter_free(it);
             return CLI_EXIT_STORAGE;
         }
         puts(json);
         persistor_free(json);
         n++;
     }
+    persistor_record_iter_free(it);
     return rc == PERSISTOR_ITER_END ? CLI_EXIT_OK : cli_fail(rc, &err);
 }
 
@@ -141,8 +150,6 @@ int cmd_query(const cli_globals *g, int argc, char **argv)
         persistor_error err = {0};
         int32_t rc = persistor_find(p, a.collection, &a.opts, &it, &err);
         code = rc == PERSISTOR_OK ? cli_print_records(it) : cli_fail(rc, &err);
-        if (rc == PERSISTOR_OK)
-            persistor_record_iter_free(it);
         persistor_close(p);
     }
     free(sort_field);

@@ -81,12 +81,8 @@ static int snapshot_append(const cli_globals *g, int argc, char **argv)
     int32_t rc = persistor_snapshot_append(p, &in, hash, &err);
     persistor_close(p);
     free(text);
-    if (rc == PERSISTOR_NOT_STORED) {
-        fprintf(stderr, "persistor: snapshot %s was not stored: no adapter could take it and "
-                        "the collection is fail_open (see the snapshot_persist_failed log line)\n",
-                hash);
-        return CLI_EXIT_STORAGE;
-    }
+    if (rc == PERSISTOR_NOT_STORED)
+        return cli_not_stored("snapshot", hash, "snapshot_persist_failed");
     if (rc != PERSISTOR_OK && rc != PERSISTOR_EXISTS)
         return cli_fail(rc, &err);
     puts(hash);

@@ -34,10 +34,8 @@ extern char **environ;
 static int telemetry_parse_count(const char *option, const char *text, uint32_t max,
                                  uint32_t *out)
 {
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = text[0] >= '0' && text[0] <= '9' ? strtoull(text, &end, 10) : 0;
-    if (end == NULL || errno != 0 || *end != '\0' || v == 0 || v > max)
+    uint64_t v;
+    if (!cli_parse_digits(text, &v) || v == 0 || v > max)
         return cli_usage("%s expects a whole number from 1 to %" PRIu32 ", got '%s'", option,
                          max, text);
     *out = (uint32_t)v;
@@ -104,17 +102,24 @@ static int telemetry_parse_limit(int argc, char **argv, uint64_t *limit)
 /* ------------------------------------------------------------------ */
 /* Output                                                             */
 
+/* `r` as one line of relaxed Extended JSON (persistor_free it), or NULL
+ * once stderr says it cannot be printed. */
+static char *telemetry_json(const persistor_record *r)
+{
+    char *json = persistor_record_to_json(r->bson, r->bson_len);
+    if (json == NULL)
+        fprintf(stderr, "persistor: telemetry record %s cannot be printed as JSON\n", r->id);
+    return json;
+}
+
 static int telemetry_print_list(const persistor_record_list *list)
 {
     if (list->degraded)
         cli_warn_degraded(NULL);
     for (size_t i = 0; i < list->count; i++) {
-        char *json = persistor_record_to_json(list->items[i].bson, list->items[i].bson_len);
-        if (json == NULL) {
-            fprintf(stderr, "persistor: telemetry record %s cannot be printed as JSON\n",
-                    list->items[i].id);
+        char *json = telemetry_json(&list->items[i]);
+        if (json == NULL)
             return CLI_EXIT_STORAGE;
-        }
         puts(json);
         persistor_free(json);
     }
@@ -251,8 +256,6 @@ static int telemetry_retried(const cli_globals *g, int argc, char **argv)
     persistor_error err = {0};
     int32_t rc = persistor_telemetry_retried(p, limit, &it, &err);
     code = rc == PERSISTOR_OK ? cli_print_records(it) : cli_fail(rc, &err);
-    if (rc == PERSISTOR_OK)
-        persistor_record_iter_free(it);
     persistor_close(p);
     return code;
 }
@@ -342,12 +345,9 @@ static drain_outcome drain_deliver(const char *cmd, const persistor_record_list 
     sigaction(SIGPIPE, &ignore, &saved);
     bool printable = true, writing = true;
     for (size_t i = 0; printable && writing && i < batch->count; i++) {
-        char *json = persistor_record_to_json(batch->items[i].bson, batch->items[i].bson_len);
+        char *json = telemetry_json(&batch->items[i]);
         printable = json != NULL;
-        if (!printable)
-            fprintf(stderr, "persistor: telemetry record %s cannot be printed as JSON\n",
-                    batch->items[i].id);
-        else
+        if (printable)
             writing = drain_write(fd, json, strlen(json)) && drain_write(fd, "\n", 1);
         persistor_free(json);
     }

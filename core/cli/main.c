@@ -201,6 +201,15 @@ char *cli_read_input(const char *path, size_t limit)
     return text;
 }
 
+int cli_not_stored(const char *what, const char *id, const char *failed_event)
+{
+    fprintf(stderr,
+            "persistor: %s %s was not stored: no adapter could take it and the collection is "
+            "fail_open (see the %s log line)\n",
+            what, id, failed_event);
+    return CLI_EXIT_STORAGE;
+}
+
 /* MongoDB's document limit, plus room for JSON's verbosity. */
 #define CLI_RECORD_INPUT_LIMIT (64u * 1024 * 1024)
 
@@ -224,13 +233,8 @@ int cli_save_record(const cli_globals *g, const char *file, const char *what,
     int32_t rc = save(p, ctx, &in, id, &err);
     persistor_close(p);
     free(text);
-    if (rc == PERSISTOR_NOT_STORED) {
-        fprintf(stderr,
-                "persistor: %s %s was not stored: no adapter could take it and the collection "
-                "is fail_open (see the %s log line)\n",
-                what, id, failed_event);
-        return CLI_EXIT_STORAGE;
-    }
+    if (rc == PERSISTOR_NOT_STORED)
+        return cli_not_stored(what, id, failed_event);
     if (rc != PERSISTOR_OK && rc != PERSISTOR_EXISTS)
         return cli_fail(rc, &err);
     puts(id);
