@@ -105,8 +105,7 @@ static int32_t find_collection(const persistor *p, const char *collection, const
 /* The record is the cursor's document, valid until the next cursor
  * call: exactly the iterator's promise. */
 struct persistor_record_iter {
-    router_cursor *cursor;
-    bool ended; /* ITER_END once, ITER_END forever */
+    router_cursor *cursor; /* ITER_END once, ITER_END forever */
 };
 
 /* A cursor over `name` for opts. */
@@ -158,12 +157,7 @@ int32_t persistor_find(persistor *p, const char *collection, const persistor_fin
 int32_t persistor_record_iter_next(persistor_record_iter *it, const uint8_t **bson,
                                    uint32_t *bson_len, persistor_error *err)
 {
-    if (it->ended)
-        return PERSISTOR_ITER_END;
-    int32_t rc = router_cursor_next(it->cursor, bson, bson_len, err);
-    if (rc == PERSISTOR_ITER_END)
-        it->ended = true;
-    return rc;
+    return router_cursor_next(it->cursor, bson, bson_len, err);
 }
 
 int persistor_record_iter_degraded(const persistor_record_iter *it)

@@ -49,7 +49,8 @@ int32_t router_exists(router *r, const char *collection, const char *id, bool *d
 int32_t router_query(router *r, const char *collection, const persistor_query *q,
                      router_cursor **out, persistor_error *err);
 bool router_cursor_degraded(const router_cursor *c);
-/* OK with a borrowed document (valid until the next call), ITER_END, error. */
+/* OK with a borrowed document (valid until the next call), ITER_END (and
+ * ITER_END on every later call, without asking the adapter), or an error. */
 int32_t router_cursor_next(router_cursor *c, const uint8_t **doc, uint32_t *len,
                            persistor_error *err);
 void router_cursor_close(router_cursor *c);

@@ -28,6 +28,9 @@ struct router_cursor {
     router_adapter *adapter;
     persistor_cursor *cursor;
     bool degraded;
+    /* ITER_END seen: answered from here on, so the API's iterators keep
+     * their "ITER_END forever" promise whatever a third-party adapter does. */
+    bool ended;
 };
 
 static bool router_serving(router_adapter *a)
@@ -167,9 +170,12 @@ bool router_cursor_degraded(const router_cursor *c)
 int32_t router_cursor_next(router_cursor *c, const uint8_t **doc, uint32_t *len,
                            persistor_error *err)
 {
+    if (c->ended)
+        return PERSISTOR_ITER_END;
     router_adapter_lock(c->adapter);
     int32_t rc = c->adapter->api->cursor_next(c->cursor, doc, len, err);
     router_adapter_unlock(c->adapter);
+    c->ended = rc == PERSISTOR_ITER_END;
     return router_adapter_fail(c->adapter, rc, err);
 }
 

@@ -407,7 +407,6 @@ int32_t persistor_snapshot_get(persistor *p, const char *hash, persistor_snapsho
 struct persistor_snapshot_iter {
     router_cursor *cursor;
     persistor_snapshot current;
-    bool ended;
 };
 
 /* A cursor over one context, ordered by ts then _id (or reversed). */
@@ -451,8 +450,6 @@ int32_t persistor_snapshot_load(persistor *p, const char *xc_id, persistor_snaps
 int32_t persistor_snapshot_iter_next(persistor_snapshot_iter *it, const persistor_snapshot **snap,
                                      persistor_error *err)
 {
-    if (it->ended)
-        return PERSISTOR_ITER_END;
     const uint8_t *doc;
     uint32_t len;
     int32_t rc = router_cursor_next(it->cursor, &doc, &len, err);
@@ -462,8 +459,6 @@ int32_t persistor_snapshot_iter_next(persistor_snapshot_iter *it, const persisto
         it->current.degraded = router_cursor_degraded(it->cursor);
         *snap = &it->current;
     }
-    else if (rc == PERSISTOR_ITER_END)
-        it->ended = true;
     return rc;
 }
 
