@@ -192,22 +192,22 @@ int lm_ttl_key(int64_t ms, const uint8_t *mk, size_t mk_len, uint8_t *out);
 const char *lm_doc_id(const uint8_t *doc, uint32_t len);
 
 /* ---- lmdb_query.c ---- */
-int32_t lm_get(persistor_instance *inst, const char *collection, const char *id,
-               persistor_buffer *out, persistor_error *err);
-int32_t lm_exists(persistor_instance *inst, const char *collection, const char *id,
-                  persistor_error *err);
 int32_t lm_query(persistor_instance *inst, const char *collection, const persistor_query *q,
                  persistor_cursor **out, persistor_error *err);
 int32_t lm_cursor_next(persistor_cursor *cur, const uint8_t **doc, uint32_t *len,
                        persistor_error *err);
 void lm_cursor_close(persistor_cursor *cur);
+int32_t lm_count(persistor_instance *inst, const char *collection, const uint8_t *filter,
+                 uint32_t filter_len, uint64_t *out, persistor_error *err);
 
 /* ---- lmdb_read.c ---- */
+int32_t lm_get(persistor_instance *inst, const char *collection, const char *id,
+               persistor_buffer *out, persistor_error *err);
+int32_t lm_exists(persistor_instance *inst, const char *collection, const char *id,
+                  persistor_error *err);
 /* The matcher of `filter`, or NULL in *m when its shape is known good (then
  * compiled only if a candidate must be matched).  OK or matcher_new's. */
 int32_t lm_matcher(persistor_instance *inst, const uint8_t *filter, uint32_t len,
                    persistor_matcher **m, persistor_error *err);
-int32_t lm_count(persistor_instance *inst, const char *collection, const uint8_t *filter,
-                 uint32_t filter_len, uint64_t *out, persistor_error *err);
 
 #endif
