@@ -115,8 +115,9 @@ bool router_recover_primary(router *r);
 
 /* Replay one fallback's journal into the primary, at most `budget`
  * entries.  `exclusive`: the caller holds route_lock exclusively already.
- * On an error the primary's code is returned and what was replayed stays
- * replayed. */
+ * On an error its code is returned, *fallback_failed says whether the
+ * fallback (reading or forgetting its journal) rather than the primary
+ * failed, and what was replayed stays replayed. */
 typedef struct replay_counts {
     uint64_t replayed;   /* entries applied (or found already applied) */
     uint64_t duplicates; /* inserts the primary had already */
@@ -124,7 +125,8 @@ typedef struct replay_counts {
     uint64_t skipped;    /* entries this profile cannot replay (logged) */
 } replay_counts;
 int32_t router_replay_drain(router *r, router_adapter *fallback, bool exclusive,
-                            uint64_t budget, replay_counts *counts, persistor_error *err);
+                            uint64_t budget, replay_counts *counts, bool *fallback_failed,
+                            persistor_error *err);
 
 /* Append journal entries for `ops` to fallback `a` (with retries). */
 int32_t router_journal_append(router *r, router_adapter *a, const char *collection,

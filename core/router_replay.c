@@ -243,8 +243,10 @@ static int32_t replay_forget(router *r, router_adapter *fallback, const journal_
 }
 
 int32_t router_replay_drain(router *r, router_adapter *fallback, bool exclusive,
-                            uint64_t budget, replay_counts *counts, persistor_error *err)
+                            uint64_t budget, replay_counts *counts, bool *fallback_failed,
+                            persistor_error *err)
 {
+    *fallback_failed = false;
     replay_batch *batch = calloc(1, sizeof *batch);
     journal_entry *entries = calloc(REPLAY_BATCH, sizeof *entries);
     int32_t rc = batch != NULL && entries != NULL
@@ -263,6 +265,7 @@ int32_t router_replay_drain(router *r, router_adapter *fallback, bool exclusive,
         if (!exclusive)
             pthread_rwlock_unlock(&r->route_lock);
         rc = router_adapter_fail(fallback, rc, err);
+        *fallback_failed = rc != PERSISTOR_OK;
         if (rc != PERSISTOR_OK || batch->n == 0)
             break;
         seen += batch->n;
@@ -288,8 +291,10 @@ int32_t router_replay_drain(router *r, router_adapter *fallback, bool exclusive,
             rc = replay_apply(r, entries[i].collection, entries + i, j - i, counts, err);
             i = j;
         }
-        if (rc == PERSISTOR_OK)
+        if (rc == PERSISTOR_OK) {
             rc = replay_forget(r, fallback, entries, n, err);
+            *fallback_failed = rc != PERSISTOR_OK;
+        }
         /* Move past this batch even where entries stay (unknown ones). */
         bson_t last;
         bson_iter_t it;
@@ -328,8 +333,10 @@ static bool replay_all(router *r, const uint64_t *budgets, replay_counts *counts
         if (budgets != NULL && budgets[i] == 0)
             continue;
         persistor_error err = {0};
+        bool fallback_failed;
         int32_t rc = router_replay_drain(r, f, budgets == NULL,
-                                         budgets != NULL ? budgets[i] : UINT64_MAX, counts, &err);
+                                         budgets != NULL ? budgets[i] : UINT64_MAX, counts,
+                                         &fallback_failed, &err);
         if (rc == PERSISTOR_OK)
             continue;
         log_line line;
@@ -343,7 +350,7 @@ static bool replay_all(router *r, const uint64_t *budgets, replay_counts *counts
         }
         /* The fallback's own failure is its breaker's business; either
          * way the primary waits for the next probe. */
-        if (strncmp(err.message, f->label, strlen(f->label)) == 0 && router_fails_over(rc))
+        if (fallback_failed && router_fails_over(rc))
             router_trip(r, f, rc, &err);
         breaker_probe_failed(&r->adapters[0].breaker, &r->prof->retry, err.message);
         return false;
